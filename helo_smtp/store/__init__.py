@@ -1,0 +1,63 @@
+"""The store: the only place with SQL. One narrow interface (``Store``) over the database, so a
+PostgreSQL implementation can stand behind the same methods."""
+
+from __future__ import annotations
+
+from helo_smtp.models import MailType
+from helo_smtp.store import schema
+from helo_smtp.store.accounts import Accounts
+from helo_smtp.store.broadcasts import Broadcasts
+from helo_smtp.store.channels import Channels
+from helo_smtp.store.credentials import Credentials
+from helo_smtp.store.db import CorruptDatabase, Database, connect
+from helo_smtp.store.domains import Domains
+from helo_smtp.store.events import Events
+from helo_smtp.store.queue import Queue
+from helo_smtp.store.settings import Settings
+from helo_smtp.store.suppressions import Suppressions
+
+__all__ = ["CorruptDatabase", "Store", "migrate"]
+
+DEFAULT_LIFETIMES = {MailType.TRANSACTIONAL: 432_000.0, MailType.BROADCAST: 172_800.0}
+
+
+def migrate(path: str) -> list[str]:
+    """Create or upgrade the schema; returns the steps applied. Safe to run again."""
+    conn = connect(path)
+    try:
+        return schema.apply(conn)
+    finally:
+        conn.close()
+
+
+class Store:
+    """Everything the relay and the CLI keep. Open with ``Store.open(path)``."""
+
+    def __init__(self, db: Database, lifetimes: dict[MailType, float] | None = None) -> None:
+        self.db = db
+        self.accounts = Accounts(db)
+        self.domains = Domains(db)
+        self.channels = Channels(db)
+        self.credentials = Credentials(db)
+        self.suppressions = Suppressions(db)
+        self.broadcasts = Broadcasts(db)
+        self.events = Events(db)
+        self.settings = Settings(db)
+        self.queue = Queue(db, lifetimes or DEFAULT_LIFETIMES)
+
+    @classmethod
+    def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,
+             check: bool = True) -> Store:
+        """Migrate, check integrity (refusing a corrupt file), and start the writer."""
+        migrate(path)
+        db = Database(path)
+        if check:
+            try:
+                db.integrity_check()
+            except CorruptDatabase:
+                db.close()
+                raise
+        return cls(db, lifetimes)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,202 @@
+"""SQLite connection handling: one writer thread with group commit, reads from any thread.
+
+Writes are functions ``fn(conn) -> T`` queued to the writer thread (after datasette's
+``database.py``). The writer takes every job waiting, runs each inside its own SAVEPOINT in one
+``BEGIN IMMEDIATE`` transaction and COMMITs once: many messages share one fsync, yet every caller
+is answered only after the COMMIT that holds its work is on disk (``synchronous=FULL``). A job that
+raises is rolled back to its savepoint alone; a COMMIT that fails fails every job in it.
+
+Reads use a per-thread connection in WAL mode, so they never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from helo_smtp.errors import StorageFull, StoreError
+
+T = TypeVar("T")
+log = logging.getLogger("helo_smtp.store")
+
+BUSY_TIMEOUT_MS = 10_000
+MAX_GROUP = 256  # jobs per COMMIT at most
+
+
+class CorruptDatabase(StoreError):
+    """``PRAGMA integrity_check`` failed; the relay refuses to start."""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection with the pragmas every helo-smtp connection uses."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: the WAL is fsynced at every COMMIT, so a 250 survives power loss.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map sqlite3 failures that mean 'no room' to StorageFull, others to StoreError."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc).lower()
+        if "full" in text or "disk i/o" in text or "too big" in text:
+            return StorageFull("database or disk is full")
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+            return exc
+        return StoreError("store write failed")
+    if isinstance(exc, OSError) and exc.errno in (27, 28):  # EFBIG, ENOSPC
+        return StorageFull("disk is full")
+    return exc
+
+
+class Database:
+    """The SQLite database behind the store."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]
+                                      | None] = queue.SimpleQueue()
+        self._writer = connect(path)
+        self._thread = threading.Thread(target=self._write_loop, name="helo-store-writer",
+                                        daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    # ---- reads ---------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on this thread's read connection (a consistent snapshot)."""
+        conn = self.reader()
+        if conn.in_transaction:  # nested read: already inside a snapshot
+            return fn(conn)
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    # ---- writes --------------------------------------------------------------------------
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        if self._closed:
+            raise StoreError("store is closed")
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction and wait for its COMMIT (sync callers)."""
+        return self.submit(fn).result()
+
+    async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction; resolves after its COMMIT is on disk."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < MAX_GROUP:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
+                   ) -> None:
+        conn = self._writer
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            for _, fut in batch:
+                fut.set_exception(translate(exc))
+            return
+        for fn, fut in batch:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            results.append((fut, *self._run_job(conn, fn)))
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            log.error("commit failed: %s", exc)
+            self._rollback()
+            for fut, _, _ in results:
+                fut.set_exception(translate(exc))
+            return
+        for fut, ok, value in results:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+                 ) -> tuple[bool, Any]:
+        conn.execute("SAVEPOINT job")
+        try:
+            value = fn(conn)
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            except sqlite3.Error:
+                pass
+            return False, translate(exc)
+        conn.execute("RELEASE job")
+        return True, value
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._writer.execute("ROLLBACK")
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def integrity_check(self) -> None:
+        """Raise CorruptDatabase unless ``PRAGMA integrity_check`` says ok."""
+        try:
+            rows = self.reader().execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabase(f"{self.path}: database is corrupt ({exc}); restore from "
+                                  "backup or move it aside") from None
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise CorruptDatabase(f"{self.path}: integrity_check failed: {rows[0][0]}; restore "
+                                  "from backup or move it aside")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        self._thread.join(10)
+        self._writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,289 @@
+"""The queue: where inbound and outbound meet, as Postfix daemons meet only in the queue.
+
+Each recipient moves ``queued -> (deferred)* -> delivered | bounced | expired``; ``suppressed``
+is recorded at accept time and never delivered.
+
+Claims use a lease. Claiming sets ``claimed_by``, ``lease_until`` and moves ``next_attempt_at``
+to the lease end, so a row whose worker died or hangs simply becomes due again when the lease
+lapses: no sweeper, no failure counted (``attempts`` grows only when an outcome is recorded).
+Due retries and fresh mail sit in one partial index ordered by due time, so neither starves and
+a claim is one short index range scan whatever the queue holds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from helo_smtp.errors import IdempotencyConflict, SendLimitExceeded
+from helo_smtp.models import (
+    SUPPRESSING_CATEGORIES,
+    ClaimedRecipient,
+    DeliveryResult,
+    MailType,
+    NewMessage,
+    RecipientState,
+    SuppressionReason,
+    address_domain,
+)
+from helo_smtp.store import broadcasts, events, suppressions
+
+IDEMPOTENCY_WINDOW = 3600.0
+PENDING_SEND_LIMIT = 1000
+
+_EVENT_FOR_STATE = {
+    RecipientState.DELIVERED: "delivery.delivered",
+    RecipientState.DEFERRED: "delivery.deferred",
+    RecipientState.BOUNCED: "delivery.bounced",
+    RecipientState.EXPIRED: "message.expired",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    message_id: str
+    reply: str
+    replayed: bool  # an idempotent replay: nothing was queued
+
+
+def _check_idempotency(c: sqlite3.Connection, msg: NewMessage) -> EnqueueResult | None:
+    """SPEC §6: same key + same fingerprint within 1 h replays; other content conflicts."""
+    if not msg.idempotency_key:
+        return None
+    row = c.execute("SELECT fingerprint, message_id, reply, created_at FROM idempotency_keys"
+                    " WHERE account_id = ? AND key = ?",
+                    (msg.account_id, msg.idempotency_key)).fetchone()
+    if row is None:
+        return None
+    if row["created_at"] < msg.created_at - IDEMPOTENCY_WINDOW:
+        c.execute("DELETE FROM idempotency_keys WHERE account_id = ? AND key = ?",
+                  (msg.account_id, msg.idempotency_key))
+        return None
+    if row["fingerprint"] != msg.fingerprint:
+        raise IdempotencyConflict()
+    return EnqueueResult(row["message_id"], row["reply"], True)
+
+
+def _charge_sends(c: sqlite3.Connection, account_id: str, n: int) -> None:
+    """Count recipient-sends; a pending account may make 1,000 in total (Helo's free limit)."""
+    row = c.execute("SELECT status, sends_used FROM accounts WHERE id = ?",
+                    (account_id,)).fetchone()
+    if row["status"] == "pending" and row["sends_used"] + n > PENDING_SEND_LIMIT:
+        raise SendLimitExceeded()
+    c.execute("UPDATE accounts SET sends_used = sends_used + ? WHERE id = ?", (n, account_id))
+
+
+def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> EnqueueResult:
+    """Commit a message, its recipients, its idempotency key and its events (one transaction)."""
+    replay = _check_idempotency(c, msg)
+    if replay is not None:
+        return replay
+    _charge_sends(c, msg.account_id, len(msg.recipients))
+    now = msg.created_at
+    bid = None
+    if msg.mail_type == MailType.BROADCAST and msg.broadcast_key:
+        bid = broadcasts.upsert_in(c, msg.channel_id, msg.broadcast_key,
+                                   msg.broadcast_name or msg.broadcast_key, now)
+        broadcasts.bump_in(c, bid, accepted=len(msg.recipients), suppressed=len(msg.suppressed))
+    c.execute(
+        "INSERT INTO messages (id, account_id, channel_id, mail_type, sender, subject, tags,"
+        " metadata, track_opens, track_links, broadcast_id, idempotency_key, size, raw, status,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)",
+        (msg.id, msg.account_id, msg.channel_id, msg.mail_type.value, msg.sender, msg.subject,
+         json.dumps(msg.tags), json.dumps(msg.metadata), int(msg.track_opens),
+         int(msg.track_links), bid, msg.idempotency_key, len(msg.raw), msg.raw, now))
+    rows = [(msg.id, a, address_domain(a), msg.mail_type.value, "queued", now, now + lifetime,
+             now) for a in msg.recipients]
+    rows += [(msg.id, a, address_domain(a), msg.mail_type.value, "suppressed", now, now, now)
+             for a in msg.suppressed]
+    c.executemany(
+        "INSERT INTO recipients (message_id, address, domain, mail_type, state,"
+        " next_attempt_at, expires_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if msg.idempotency_key:
+        c.execute("INSERT INTO idempotency_keys (account_id, key, fingerprint, message_id,"
+                  " reply, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                  (msg.account_id, msg.idempotency_key, msg.fingerprint or "", msg.id,
+                   msg.reply, now))
+    events.add(c, "message.received", message_id=msg.id, channel_id=msg.channel_id,
+               broadcast_id=bid, at=now, mail_type=msg.mail_type.value,
+               recipients=len(msg.recipients), suppressed=len(msg.suppressed), tags=msg.tags,
+               metadata=msg.metadata, size=len(msg.raw))
+    for a in msg.suppressed:
+        events.add(c, "recipient.suppressed", message_id=msg.id, recipient=a,
+                   channel_id=msg.channel_id, broadcast_id=bid, at=now)
+    return EnqueueResult(msg.id, msg.reply, False)
+
+
+def _claimed(r: sqlite3.Row) -> ClaimedRecipient:
+    return ClaimedRecipient(r["id"], r["message_id"], r["address"], r["domain"],
+                            MailType(r["mail_type"]), r["attempts"], r["expires_at"],
+                            r["channel_id"], r["account_id"], r["sender"], r["broadcast_id"],
+                            r["created_at"])
+
+
+def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
+             lease: float, now: float) -> list[ClaimedRecipient]:
+    """Lease up to ``limit`` due recipients of one mail type, oldest due first."""
+    ids = [r[0] for r in c.execute(
+        "UPDATE recipients SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
+        " WHERE id IN (SELECT id FROM recipients WHERE mail_type = ?"
+        " AND state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= ?"
+        " ORDER BY next_attempt_at LIMIT ?) RETURNING id",
+        (node, now + lease, now + lease, mail_type.value, now, limit))]
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = c.execute(
+        "SELECT r.id, r.message_id, r.address, r.domain, r.mail_type, r.attempts, r.expires_at,"
+        " m.channel_id, m.account_id, m.sender, m.broadcast_id, m.created_at"
+        f" FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id IN ({marks})"
+        " ORDER BY r.message_id, r.domain, r.id", ids).fetchall()
+    return [_claimed(r) for r in rows]
+
+
+def release_in(c: sqlite3.Connection, ids: Sequence[int], due_at: float) -> None:
+    """Give leased rows back without an attempt (pacing, shutdown): due again at ``due_at``."""
+    c.executemany("UPDATE recipients SET claimed_by = NULL, lease_until = NULL,"
+                  " next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'deferred')",
+                  [(due_at, i) for i in ids])
+
+
+def _apply_result(c: sqlite3.Connection, res: DeliveryResult) -> tuple[str, str] | None:
+    row = c.execute(
+        "SELECT r.address, r.state, r.message_id, m.channel_id, m.broadcast_id"
+        " FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?",
+        (res.recipient_id,)).fetchone()
+    if row is None or row["state"] not in ("queued", "deferred"):
+        return None  # already final (a late duplicate outcome): history stays as it was
+    due = res.next_attempt_at if res.state == RecipientState.DEFERRED else res.at
+    category = res.category.value if res.category else None
+    c.execute(
+        "UPDATE recipients SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
+        " claimed_by = NULL, lease_until = NULL, last_code = ?, last_status = ?, last_text = ?,"
+        " last_host = ?, category = ?, updated_at = ? WHERE id = ?",
+        (res.state.value, due, res.code, res.status, res.text, res.remote_host, category,
+         res.at, res.recipient_id))
+    c.execute(
+        "INSERT INTO attempts (recipient_id, message_id, at, stage, outcome, remote_host,"
+        " remote_ip, source_ip, tls, code, status, text, category)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (res.recipient_id, row["message_id"], res.at, res.stage, res.state.value,
+         res.remote_host, res.remote_ip, res.source_ip, int(res.tls), res.code, res.status,
+         res.text, category))
+    events.add(c, _EVENT_FOR_STATE[res.state], message_id=row["message_id"],
+               recipient=row["address"], channel_id=row["channel_id"],
+               broadcast_id=row["broadcast_id"], at=res.at, code=res.code, status=res.status,
+               category=category, host=res.remote_host)
+    if res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES:
+        suppressions.add_in(c, row["channel_id"], row["address"], SuppressionReason.HARD_BOUNCE,
+                            row["message_id"])
+    if row["broadcast_id"]:
+        broadcasts.count_outcome_in(c, row["broadcast_id"], res, first=row["state"] == "queued")
+    return row["message_id"], row["channel_id"]
+
+
+def refresh_status_in(c: sqlite3.Connection, message_id: str) -> None:
+    """Helo status: delayed while any recipient is deferred; failed when all are final and
+    none was delivered; accepted otherwise."""
+    counts = {r[0]: r[1] for r in c.execute(
+        "SELECT state, count(*) FROM recipients WHERE message_id = ? GROUP BY state",
+        (message_id,))}
+    if counts.get("deferred"):
+        status = "delayed"
+    elif counts.get("queued") or counts.get("delivered"):
+        status = "accepted"
+    else:
+        status = "failed"
+    c.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
+
+
+def record_in(c: sqlite3.Connection, results: Iterable[DeliveryResult]) -> None:
+    touched: set[str] = set()
+    for res in results:
+        hit = _apply_result(c, res)
+        if hit:
+            touched.add(hit[0])
+    for mid in touched:
+        refresh_status_in(c, mid)
+
+
+def purge_ids(c: sqlite3.Connection, ids: Sequence[int], reason: str) -> None:
+    """Remove pending recipients from delivery (recorded as expired, with an event)."""
+    now = time.time()
+    for rid in ids:
+        res = DeliveryResult(rid, RecipientState.EXPIRED, "purge", f"purged: {reason}", at=now)
+        hit = _apply_result(c, res)
+        if hit:
+            events.add(c, "queue.purged", message_id=hit[0], channel_id=hit[1], at=now,
+                       reason=reason)
+            refresh_status_in(c, hit[0])
+
+
+class Queue:
+    """The queue interface used by the inbound handler and the delivery workers."""
+
+    def __init__(self, db: Any, lifetimes: dict[MailType, float]) -> None:
+        self.db = db
+        self.lifetimes = lifetimes
+
+    async def enqueue(self, msg: NewMessage) -> EnqueueResult:
+        """Commit the message; resolves only when the COMMIT is on disk."""
+        lifetime = self.lifetimes[msg.mail_type]
+        return await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
+
+    async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
+                    now: float | None = None) -> list[ClaimedRecipient]:
+        t = time.time() if now is None else now
+        return await self.db.awrite(lambda c: claim_in(c, mail_type, limit, node, lease, t))
+
+    async def record(self, results: Sequence[DeliveryResult]) -> None:
+        if results:
+            await self.db.awrite(lambda c: record_in(c, results))
+
+    async def release(self, ids: Sequence[int], due_at: float) -> None:
+        if ids:
+            await self.db.awrite(lambda c: release_in(c, ids, due_at))
+
+    async def extend(self, ids: Sequence[int], node: str, until: float) -> None:
+        """Renew leases still held by ``node`` (long deliveries)."""
+        if ids:
+            await self.db.awrite(lambda c: c.executemany(
+                "UPDATE recipients SET lease_until = ?, next_attempt_at = ? WHERE id = ?"
+                " AND claimed_by = ? AND state IN ('queued', 'deferred')",
+                [(until, until, i, node) for i in ids]))
+
+    def release_node(self, node: str) -> int:
+        """At start: this node's old leases are void (its previous process is gone)."""
+        return self.db.write(lambda c: c.execute(
+            "UPDATE recipients SET claimed_by = NULL, lease_until = NULL,"
+            " next_attempt_at = min(next_attempt_at, ?) WHERE claimed_by = ?"
+            " AND state IN ('queued', 'deferred')", (time.time(), node)).rowcount)
+
+    def message_raw(self, message_id: str) -> bytes:
+        return self.db.read(lambda c: c.execute(
+            "SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()[0])
+
+    def pending_count(self, mail_type: MailType | None = None) -> int:
+        sql = "SELECT count(*) FROM recipients WHERE state IN ('queued', 'deferred')"
+        args: tuple[Any, ...] = ()
+        if mail_type:
+            sql += " AND mail_type = ?"
+            args = (mail_type.value,)
+        return self.db.read(lambda c: c.execute(sql, args).fetchone()[0])
+
+    def next_due(self, mail_type: MailType) -> float | None:
+        """When the earliest pending recipient of this type is due (None: queue empty)."""
+        row = self.db.read(lambda c: c.execute(
+            "SELECT min(next_attempt_at) FROM recipients WHERE mail_type = ?"
+            " AND state IN ('queued', 'deferred') AND held = 0", (mail_type.value,)).fetchone())
+        return row[0]
+
+    def accounting(self) -> dict[str, int]:
+        """Recipients per state: the invariant accepted = sum of these holds by construction."""
+        rows = self.db.read(lambda c: c.execute(
+            "SELECT state, count(*) FROM recipients GROUP BY state").fetchall())
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,214 @@
+"""The schema as ordered sqlite-utils migrations. Never edit a released step: add a new one.
+
+Tables are STRICT (types enforced). Times are Unix seconds (REAL). The queue's hot index is
+partial: only pending, unheld recipients are in it, ordered by due time, so a claim is one short
+range scan whatever the number of delivered rows (see ``queue.py``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database as UtilsDatabase
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("helo_smtp")
+
+
+def _run(db: UtilsDatabase, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations()
+def m001_initial(db: UtilsDatabase) -> None:
+    _run(db, """
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL CHECK (status IN ('active', 'pending', 'forbidden')),
+        sends_used INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE domains (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL UNIQUE,
+        verified INTEGER NOT NULL DEFAULT 0,
+        verified_at REAL,
+        verify_token TEXT NOT NULL,
+        dkim_selector TEXT NOT NULL,
+        dkim_private_key TEXT NOT NULL,
+        dkim_public_key TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX domains_account ON domains(account_id);
+    CREATE TABLE channels (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL,
+        track_opens INTEGER NOT NULL DEFAULT 0,
+        track_links INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        deleted_at REAL,
+        UNIQUE (account_id, name)
+    ) STRICT;
+    CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        channel_id TEXT REFERENCES channels(id),
+        name TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    ) STRICT;
+    CREATE TABLE suppressions (
+        channel_id TEXT NOT NULL REFERENCES channels(id),
+        address TEXT NOT NULL,
+        reason TEXT NOT NULL
+            CHECK (reason IN ('hard_bounce', 'complaint', 'unsubscribe', 'manual')),
+        created_at REAL NOT NULL,
+        source_message_id TEXT,
+        PRIMARY KEY (channel_id, address)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE broadcasts (
+        id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL REFERENCES channels(id),
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        first_sent_at REAL,
+        last_sent_at REAL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        deferred INTEGER NOT NULL DEFAULT 0,
+        bounced INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0,
+        unique_opens INTEGER NOT NULL DEFAULT 0,
+        unique_clicks INTEGER NOT NULL DEFAULT 0,
+        unsubscribes INTEGER NOT NULL DEFAULT 0,
+        complaints INTEGER NOT NULL DEFAULT 0,
+        bounced_by_category TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (channel_id, key)
+    ) STRICT;
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        channel_id TEXT NOT NULL REFERENCES channels(id),
+        mail_type TEXT NOT NULL CHECK (mail_type IN ('transactional', 'broadcast')),
+        sender TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        tags TEXT NOT NULL DEFAULT '[]',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        track_opens INTEGER NOT NULL DEFAULT 0,
+        track_links INTEGER NOT NULL DEFAULT 0,
+        broadcast_id TEXT REFERENCES broadcasts(id),
+        idempotency_key TEXT,
+        size INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('accepted', 'delayed', 'failed')),
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX messages_channel_created ON messages(channel_id, created_at);
+    CREATE INDEX messages_created ON messages(created_at);
+    CREATE TABLE recipients (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL REFERENCES messages(id),
+        address TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        mail_type TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN
+            ('queued', 'deferred', 'delivered', 'bounced', 'expired', 'suppressed')),
+        held INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        claimed_by TEXT,
+        lease_until REAL,
+        last_code INTEGER,
+        last_status TEXT,
+        last_text TEXT,
+        last_host TEXT,
+        category TEXT,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX recipients_message ON recipients(message_id);
+    CREATE INDEX recipients_due ON recipients(mail_type, next_attempt_at)
+        WHERE state IN ('queued', 'deferred') AND held = 0;
+    CREATE INDEX recipients_pending_domain ON recipients(domain)
+        WHERE state IN ('queued', 'deferred');
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        recipient_id INTEGER NOT NULL REFERENCES recipients(id),
+        message_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        stage TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        remote_host TEXT,
+        remote_ip TEXT,
+        source_ip TEXT,
+        tls INTEGER NOT NULL DEFAULT 0,
+        code INTEGER,
+        status TEXT,
+        text TEXT,
+        category TEXT
+    ) STRICT;
+    CREATE INDEX attempts_recipient ON attempts(recipient_id);
+    CREATE INDEX attempts_message ON attempts(message_id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        type TEXT NOT NULL,
+        message_id TEXT,
+        recipient TEXT,
+        channel_id TEXT,
+        broadcast_id TEXT,
+        data TEXT NOT NULL DEFAULT '{}'
+    ) STRICT;
+    CREATE INDEX events_message ON events(message_id);
+    CREATE INDEX events_type_at ON events(type, at);
+    CREATE TABLE idempotency_keys (
+        account_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (account_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE engagement (
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('open', 'click', 'unsubscribe')),
+        first_at REAL NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (message_id, recipient, kind)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE destinations (
+        pool TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        slow_until REAL NOT NULL DEFAULT 0,
+        slow_factor REAL NOT NULL DEFAULT 1,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (pool, domain)
+    ) STRICT, WITHOUT ROWID
+    """)
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations on ``conn``; returns the names applied."""
+    db = UtilsDatabase(conn)
+    pending = [m.name for m in migrations.pending(db)]
+    migrations.apply(db)
+    return pending
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    return [m.name for m in migrations.applied(UtilsDatabase(conn))]

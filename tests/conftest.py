@@ -1,0 +1,103 @@
+"""Shared fixtures: local DNS, scriptable sink MTAs, TLS material, a store on a temp file.
+
+Session-scoped servers run in threads with their own loops; function-scoped resets give each
+test a clean slate. Everything binds loopback with port 0 (one 127.0.N.x block per xdist worker).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+
+from helo_smtp.store import Store
+from tests.support.localdns import LocalDNS
+from tests.support.net import MX_IPS, common_free_port
+from tests.support.sinks import Sink
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def dns_server():
+    d = LocalDNS(zones=["test."])
+    d.add("example.test", "MX", "10 mx1.example.test.", "20 mx2.example.test.")
+    d.add("mx1.example.test", "A", MX_IPS[0])
+    d.add("mx2.example.test", "A", MX_IPS[1])
+    d.add("mx3.example.test", "A", MX_IPS[2])
+    d.add("mx4.example.test", "A", MX_IPS[3])
+    d.add("mx5.example.test", "A", MX_IPS[4])
+    d.add("other.test", "MX", "5 mx3.example.test.")
+    d.add("nullmx.test", "MX", "0 .")
+    d.servfail.add("broken.test")
+    with d:
+        yield d
+
+
+@pytest.fixture
+def dns(dns_server):
+    """The session DNS server; records a test adds are removed after it."""
+    before = dict(dns_server.records)
+    servfail, drop, tc = set(dns_server.servfail), set(dns_server.drop), set(dns_server.force_tc)
+    yield dns_server
+    with dns_server._lock:
+        dns_server.records.clear()
+        dns_server.records.update(before)
+    dns_server.servfail, dns_server.drop, dns_server.force_tc = servfail, drop, tc
+
+
+@pytest.fixture(scope="session")
+def mx_port() -> int:
+    return common_free_port(MX_IPS)
+
+
+@pytest.fixture(scope="session")
+def sink_servers(ca, mx_port):
+    sinks = [Sink(MX_IPS[0], mx_port, "mx1.example.test").start(),
+             Sink(MX_IPS[1], mx_port, "mx2.example.test", ca=ca).start(),
+             Sink(MX_IPS[2], mx_port, "mx3.example.test", ca=ca).start(),
+             Sink(MX_IPS[3], mx_port, "mx4.example.test", ca=ca).start(),
+             Sink(MX_IPS[4], mx_port, "mx5.example.test", ca=ca).start()]
+    yield sinks
+    for s in sinks:
+        s.stop()
+
+
+@pytest.fixture
+def sinks(sink_servers):
+    for s in sink_servers:
+        s.h.reset()  # clean scripting + recordings per test
+    return sink_servers
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca, tmp_path_factory) -> tuple[str, str]:
+    """(cert_file, key_file) for the relay's listeners, issued by the test CA."""
+    d = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert("relay.test", "127.0.0.1", "localhost")
+    cert_file, key_file = d / "cert.pem", d / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for pem in cert.cert_chain_pems[1:]:
+        with open(cert_file, "ab") as f:
+            f.write(pem.bytes())
+    cert.private_key_pem.write_to_path(str(key_file))
+    return str(cert_file), str(key_file)
+
+
+@pytest.fixture
+def client_ctx(ca) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(str(tmp_path / "helo.db"))
+    yield s
+    s.close()
