@@ -101,3 +101,25 @@ def store(tmp_path: Path):
     s = Store.open(str(tmp_path / "helo.db"))
     yield s
     s.close()
+
+
+@pytest.fixture
+def relay_factory(tmp_path, dns_server, mx_port, server_cert):
+    """Build and start relays; every one is stopped at teardown.
+
+    ``relay_factory(deliver=False, limits={...})`` -> RelayHandle (see tests/support/relay.py).
+    """
+    from tests.support.relay import RelayHandle, base_config
+
+    handles: list[RelayHandle] = []
+
+    def make(deliver: bool = True, tenant: bool = True, **overrides):
+        cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port,
+                          cert=server_cert, **overrides)
+        handle = RelayHandle(cfg, deliver=deliver, tenant=tenant)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for h in handles:
+        h.stop()

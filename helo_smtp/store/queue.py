@@ -282,6 +282,17 @@ class Queue:
             " AND state IN ('queued', 'deferred') AND held = 0", (mail_type.value,)).fetchone())
         return row[0]
 
+    def depth_by_type(self) -> dict[str, tuple[int, float | None]]:
+        """mail type -> (pending recipients, creation time of the oldest), for metrics."""
+        out: dict[str, tuple[int, float | None]] = {}
+        for mt in MailType:
+            row = self.db.read(lambda c, mt=mt: c.execute(
+                "SELECT count(*), min(expires_at) FROM recipients WHERE mail_type = ?"
+                " AND state IN ('queued', 'deferred')", (mt.value,)).fetchone())
+            oldest = row[1] - self.lifetimes[mt] if row[1] is not None else None
+            out[mt.value] = (row[0], oldest)
+        return out
+
     def accounting(self) -> dict[str, int]:
         """Recipients per state: the invariant accepted = sum of these holds by construction."""
         rows = self.db.read(lambda c: c.execute(

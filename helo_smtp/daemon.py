@@ -1,0 +1,138 @@
+"""Wiring only: open the store, start listeners, both delivery workers and the HTTP side on one
+loop; handle signals; drain. The only module that knows all the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from helo_smtp import config as config_mod
+from helo_smtp import metrics
+from helo_smtp.config import Config
+from helo_smtp.models import MailType
+from helo_smtp.store import Store
+
+log = logging.getLogger("helo_smtp.daemon")
+
+
+def node_id(cfg: Config) -> str:
+    """Lease owner name; stable across restarts so a restarted node frees its own leases."""
+    return cfg.server.node_id or socket.gethostname()
+
+
+def lifetimes(cfg: Config) -> dict[MailType, float]:
+    return {MailType.TRANSACTIONAL: cfg.delivery.transactional_lifetime,
+            MailType.BROADCAST: cfg.delivery.broadcast_lifetime}
+
+
+class Relay:
+    """The whole relay in one process. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, cfg: Config, store: Store | None = None, deliver: bool = True) -> None:
+        self.cfg = cfg
+        self.deliver = deliver  # False: accept only (inbound tests read the queue as left)
+        self.store = store
+        self._own_store = store is None
+        self.ports: dict[str, int] = {}
+        self.http_port: int | None = None
+        self.inbound: Any = None
+        self.workers: dict[MailType, Any] = {}
+        self.http: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        from helo_smtp.inbound.listener import InboundServer
+        from helo_smtp.outbound.mx import MXResolver
+        from helo_smtp.outbound.worker import Worker
+
+        if self.store is None:
+            self.store = Store.open(self.cfg.server.database, lifetimes(self.cfg))
+        node = node_id(self.cfg)
+        released = self.store.queue.release_node(node)
+        if released:
+            log.info("event=leases_released count=%d node=%s", released, node)
+        resolver = MXResolver(self.cfg.dns)
+        if self.deliver:
+            for mt in MailType:
+                self.workers[mt] = Worker(mt, self.cfg, self.store, resolver, node)
+        self.inbound = InboundServer(self.cfg, self.store, self.wake)
+        self.ports = await self.inbound.start()
+        self._tasks = [asyncio.create_task(w.run(), name=f"worker-{mt}")
+                       for mt, w in self.workers.items()]
+        await self._start_http()
+        metrics.register_queue(self.store.queue.depth_by_type)
+
+    async def _start_http(self) -> None:
+        if not self.cfg.http.listen:
+            return
+        try:
+            from helo_smtp.http.app import HTTPServer
+        except ImportError:  # the HTTP side is optional in a stripped-down install
+            return
+        self.http = HTTPServer(self.cfg, self.store)
+        self.http_port = await self.http.start()
+
+    def wake(self, mail_type: MailType) -> None:
+        worker = self.workers.get(mail_type)
+        if worker is not None:
+            worker.wake()
+
+    def reload(self) -> None:
+        """SIGHUP: credentials, channels, suppressions and pool settings, without a restart."""
+        try:
+            new = config_mod.load(self.cfg.source) if self.cfg.source else self.cfg
+        except Exception as exc:  # noqa: BLE001 - a bad file keeps the running config
+            log.error("event=reload_failed error=%s", exc)
+            return
+        if new.listeners != self.cfg.listeners or new.tls != self.cfg.tls:
+            log.warning("event=reload_partial msg=listener and TLS changes need a restart")
+        self.cfg = new
+        if self.inbound is not None:
+            self.inbound.reload(new)
+        for w in self.workers.values():
+            w.reload(new)
+        log.info("event=reloaded")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: refuse new sessions, let sessions and deliveries finish, release the rest."""
+        grace = self.cfg.server.shutdown_grace if grace is None else grace
+        if self.inbound is not None:
+            self.inbound.stop_accepting()
+        await asyncio.gather(
+            *(w.stop(grace) for w in self.workers.values()),
+            self.inbound.drain(grace) if self.inbound is not None else asyncio.sleep(0))
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.stop()
+        if self._own_store and self.store is not None:
+            self.store.close()
+        self.stopped.set()
+
+
+async def serve(cfg: Config) -> None:
+    """``helo-smtp serve``: run until SIGTERM/SIGINT, reload on SIGHUP."""
+    from helo_smtp import sdnotify
+
+    relay = Relay(cfg)
+    await relay.start()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    loop.add_signal_handler(signal.SIGHUP, relay.reload)
+    sdnotify.ready(relay)
+    watchdog = asyncio.create_task(sdnotify.watchdog_loop(relay))
+    log.info("event=started pid=%d ports=%s", os.getpid(), relay.ports)
+    await done.wait()
+    sdnotify.notify("STOPPING=1")
+    log.info("event=stopping")
+    watchdog.cancel()
+    await relay.stop()
+    log.info("event=stopped")

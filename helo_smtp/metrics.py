@@ -1,0 +1,63 @@
+"""Prometheus metrics (prometheus-client), served at ``/metrics`` by the HTTP side.
+
+Module-level instruments on the default registry: one relay per process. Queue depth and oldest
+age are read from the store when scraped (``QueueCollector``), so they are never stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+MESSAGES_ACCEPTED = Counter("helo_messages_accepted", "Messages accepted (250) by mail type",
+                            ["mail_type"])
+MESSAGES_REJECTED = Counter("helo_messages_rejected",
+                            "SMTP transactions rejected, by reply code and catalog name",
+                            ["code", "reason"])
+RECIPIENTS_FINAL = Counter("helo_recipients_final",
+                           "Recipients reaching a final state, by state and bounce category",
+                           ["mail_type", "state", "category"])
+DELIVERY_ATTEMPTS = Counter("helo_delivery_attempts", "Delivery attempts by outcome",
+                            ["mail_type", "outcome"])
+DELIVERY_LATENCY = Histogram(
+    "helo_delivery_latency_seconds", "Accept-to-delivered time per recipient", ["mail_type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400))
+CONNECTIONS_ACTIVE = Gauge("helo_connections_active", "Open SMTP connections",
+                           ["direction"])
+AUTH_FAILURES = Counter("helo_auth_failures", "Failed SMTP AUTH attempts", ["reason"])
+DNS_FAILURES = Counter("helo_dns_failures", "DNS lookups that failed", ["kind"])
+
+
+class QueueCollector(Collector):
+    """Queue depth and oldest pending age per mail type, read from the store at scrape time."""
+
+    def __init__(self, stats: Any) -> None:
+        self._stats = stats  # callable: () -> {mail_type: (depth, oldest_created_at | None)}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("helo_queue_depth", "Pending recipients", labels=["mail_type"])
+        age = GaugeMetricFamily("helo_queue_oldest_age_seconds",
+                                "Age of the oldest pending recipient", labels=["mail_type"])
+        now = time.time()
+        for mail_type, (count, oldest) in self._stats().items():
+            depth.add_metric([mail_type], count)
+            age.add_metric([mail_type], now - oldest if oldest else 0.0)
+        yield depth
+        yield age
+
+
+_collector: QueueCollector | None = None
+
+
+def register_queue(stats: Any) -> None:
+    """Point the queue gauges at a store (replacing an earlier one)."""
+    global _collector
+    if _collector is not None:
+        REGISTRY.unregister(_collector)
+    _collector = QueueCollector(stats)
+    REGISTRY.register(_collector)
