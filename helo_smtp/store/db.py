@@ -136,7 +136,7 @@ class Database:
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every waiting job must be answered
             for _, fut in batch:
                 fut.set_exception(translate(exc))
             return
@@ -146,7 +146,7 @@ class Database:
             results.append((fut, *self._run_job(conn, fn)))
         try:
             conn.execute("COMMIT")
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every job in the batch must be answered
             log.error("commit failed: %s", exc)
             self._rollback()
             for fut, _, _ in results:
@@ -164,7 +164,7 @@ class Database:
         conn.execute("SAVEPOINT job")
         try:
             value = fn(conn)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
             try:
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")

@@ -102,7 +102,7 @@ class LocalDNS:
     def handle(self, data: bytes, addr, tcp: bool) -> bytes | None:
         try:
             q = dns.message.from_wire(data)
-        except Exception:
+        except Exception:  # noqa: BLE001 - garbage in, no answer out
             return None
         if not q.question:
             return None
