@@ -223,3 +223,21 @@ class DeliveryResult:
     tls: bool = False
     next_attempt_at: float | None = None
     at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A committed message as the delivery side needs it."""
+
+    id: str
+    account_id: str
+    channel_id: str
+    mail_type: MailType
+    sender: str
+    raw: bytes
+    track_opens: bool
+    track_links: bool
+    broadcast_id: str | None
+    tags: list[str]
+    metadata: dict[str, str]
+    created_at: float

@@ -27,6 +27,7 @@ from helo_smtp.models import (
     MailType,
     NewMessage,
     RecipientState,
+    StoredMessage,
     SuppressionReason,
     address_domain,
 )
@@ -262,6 +263,16 @@ class Queue:
             "UPDATE recipients SET claimed_by = NULL, lease_until = NULL,"
             " next_attempt_at = min(next_attempt_at, ?) WHERE claimed_by = ?"
             " AND state IN ('queued', 'deferred')", (time.time(), node)).rowcount)
+
+    def load_message(self, message_id: str) -> StoredMessage | None:
+        r = self.db.read(lambda c: c.execute(
+            "SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
+        if r is None:
+            return None
+        return StoredMessage(r["id"], r["account_id"], r["channel_id"], MailType(r["mail_type"]),
+                             r["sender"], r["raw"], bool(r["track_opens"]),
+                             bool(r["track_links"]), r["broadcast_id"], json.loads(r["tags"]),
+                             json.loads(r["metadata"]), r["created_at"])
 
     def message_raw(self, message_id: str) -> bytes:
         return self.db.read(lambda c: c.execute(
