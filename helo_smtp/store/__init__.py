@@ -3,6 +3,8 @@ PostgreSQL implementation can stand behind the same methods."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from helo_smtp.models import MailType
 from helo_smtp.store import schema
 from helo_smtp.store.accounts import Accounts
@@ -23,9 +25,16 @@ DEFAULT_LIFETIMES = {MailType.TRANSACTIONAL: 432_000.0, MailType.BROADCAST: 172_
 
 def migrate(path: str) -> list[str]:
     """Create or upgrade the schema; returns the steps applied. Safe to run again."""
-    conn = connect(path)
+    try:
+        conn = connect(path)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptDatabase(f"{path}: not a usable database ({exc}); restore from backup "
+                              "or move it aside") from None
     try:
         return schema.apply(conn)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptDatabase(f"{path}: database is corrupt ({exc}); restore from backup "
+                              "or move it aside") from None
     finally:
         conn.close()
 

@@ -132,31 +132,46 @@ class Database:
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
                    ) -> None:
+        pending = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        while pending:
+            pending = self._try_batch(pending)
+
+    def _try_batch(self, jobs: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
+                   ) -> list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]:
+        """Run jobs in one transaction; returns the jobs to run again (none when done).
+
+        SQLite rolls the whole transaction back on its own after some errors (SQLITE_FULL,
+        SQLITE_IOERR, ...). Then the job that hit it fails alone and the jobs that had already
+        succeeded in this transaction are run again in a new one, so no innocent job is lost.
+        """
         conn = self._writer
-        results: list[tuple[Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:  # noqa: BLE001 - every waiting job must be answered
-            for _, fut in batch:
+            for _, fut in jobs:
                 fut.set_exception(translate(exc))
-            return
-        for fn, fut in batch:
-            if not fut.set_running_or_notify_cancel():
-                continue
-            results.append((fut, *self._run_job(conn, fn)))
+            return []
+        done: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any], bool, Any]] = []
+        for i, (fn, fut) in enumerate(jobs):
+            ok, value = self._run_job(conn, fn)
+            if not ok and not conn.in_transaction:
+                fut.set_exception(value)
+                return [(f, fu) for f, fu, _, _ in done] + jobs[i + 1:]
+            done.append((fn, fut, ok, value))
         try:
             conn.execute("COMMIT")
         except BaseException as exc:  # noqa: BLE001 - every job in the batch must be answered
             log.error("commit failed: %s", exc)
             self._rollback()
-            for fut, _, _ in results:
+            for _, fut, _, _ in done:
                 fut.set_exception(translate(exc))
-            return
-        for fut, ok, value in results:
+            return []
+        for _, fut, ok, value in done:
             if ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+        return []
 
     @staticmethod
     def _run_job(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
@@ -165,11 +180,9 @@ class Database:
         try:
             value = fn(conn)
         except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
-            try:
+            if conn.in_transaction:  # else SQLite already rolled everything back
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
-            except sqlite3.Error:
-                pass
             return False, translate(exc)
         conn.execute("RELEASE job")
         return True, value
