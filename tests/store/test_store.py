@@ -20,12 +20,28 @@ from helo_smtp.store import CorruptDatabase, Store, migrate, schema
 from tests.support.relay import make_tenant
 
 
-def message(tenant, rcpts=("a@example.test",), key=None, fp="f1", raw=b"Subject: x\r\n\r\nhi\r\n",
-            mail_type=MailType.TRANSACTIONAL) -> NewMessage:
+def message(
+    tenant,
+    rcpts=("a@example.test",),
+    key=None,
+    fp="f1",
+    raw=b"Subject: x\r\n\r\nhi\r\n",
+    mail_type=MailType.TRANSACTIONAL,
+) -> NewMessage:
     mid = uuid7()
-    return NewMessage(mid, tenant.account.id, tenant.channel.id, mail_type, tenant.sender,
-                      list(rcpts), [], raw, idempotency_key=key, fingerprint=fp,
-                      reply=f"250 2.0.0 Ok: queued as {mid}")
+    return NewMessage(
+        mid,
+        tenant.account.id,
+        tenant.channel.id,
+        mail_type,
+        tenant.sender,
+        list(rcpts),
+        [],
+        raw,
+        idempotency_key=key,
+        fingerprint=fp,
+        reply=f"250 2.0.0 Ok: queued as {mid}",
+    )
 
 
 def test_migrations_from_empty_and_rerun(tmp_path):
@@ -35,8 +51,19 @@ def test_migrations_from_empty_and_rerun(tmp_path):
     conn = sqlite3.connect(path)
     assert schema.applied(conn) == ["m001_initial"]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"accounts", "domains", "channels", "credentials", "suppressions", "messages",
-            "recipients", "attempts", "events", "idempotency_keys", "broadcasts"} <= tables
+    assert {
+        "accounts",
+        "domains",
+        "channels",
+        "credentials",
+        "suppressions",
+        "messages",
+        "recipients",
+        "attempts",
+        "events",
+        "idempotency_keys",
+        "broadcasts",
+    } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with pytest.raises(sqlite3.IntegrityError):  # STRICT: types are enforced
         conn.execute("INSERT INTO accounts VALUES ('x', 'n', 'active', 'lots', 0)")
@@ -58,7 +85,7 @@ def test_damaged_pages_fail_integrity_check(tmp_path):
     s.close()
     data = bytearray(path.read_bytes())
     for off in range(4096 * 2 + 100, len(data) - 4096, 4096):  # scribble over btree pages
-        data[off:off + 64] = b"\xff" * 64
+        data[off : off + 64] = b"\xff" * 64
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptDatabase):
         Store.open(str(path))
@@ -68,15 +95,18 @@ def test_damaged_pages_fail_integrity_check(tmp_path):
 def test_failed_job_is_rolled_back_alone(store):
     async def scenario():
         def good(name):
-            return lambda c: c.execute(
-                "INSERT INTO settings (key, value) VALUES (?, 'v')", (name,))
+            return lambda c: c.execute("INSERT INTO settings (key, value) VALUES (?, 'v')", (name,))
 
         def bad(c):
             c.execute("INSERT INTO settings (key, value) VALUES ('bad', 'v')")
             raise RuntimeError("boom")
 
-        return await asyncio.gather(store.db.awrite(good("a")), store.db.awrite(bad),
-                                    store.db.awrite(good("b")), return_exceptions=True)
+        return await asyncio.gather(
+            store.db.awrite(good("a")),
+            store.db.awrite(bad),
+            store.db.awrite(good("b")),
+            return_exceptions=True,
+        )
 
     results = asyncio.run(scenario())
     assert isinstance(results[1], RuntimeError)
@@ -103,7 +133,9 @@ def test_idempotency_conflict_and_window(store):
     first = asyncio.run(store.queue.enqueue(message(t, key="k", fp="A")))
     with pytest.raises(IdempotencyConflict):
         asyncio.run(store.queue.enqueue(message(t, key="k", fp="B")))
-    store.db.write(lambda c: c.execute("UPDATE idempotency_keys SET created_at = created_at - 3601"))
+    store.db.write(
+        lambda c: c.execute("UPDATE idempotency_keys SET created_at = created_at - 3601")
+    )
     again = asyncio.run(store.queue.enqueue(message(t, key="k", fp="B")))
     assert not again.replayed and again.message_id != first.message_id
 
@@ -139,9 +171,21 @@ def test_retries_and_fresh_mail_share_one_order(store):
     t = make_tenant(store)
     asyncio.run(store.queue.enqueue(message(t, rcpts=("old@example.test",))))
     [old] = asyncio.run(store.queue.claim(MailType.TRANSACTIONAL, 10, "n", 30))
-    asyncio.run(store.queue.record([DeliveryResult(
-        old.id, RecipientState.DEFERRED, "rcpt", "later", 451, "4.3.0",
-        next_attempt_at=old.created_at)]))
+    asyncio.run(
+        store.queue.record(
+            [
+                DeliveryResult(
+                    old.id,
+                    RecipientState.DEFERRED,
+                    "rcpt",
+                    "later",
+                    451,
+                    "4.3.0",
+                    next_attempt_at=old.created_at,
+                )
+            ]
+        )
+    )
     asyncio.run(store.queue.enqueue(message(t, rcpts=("new@example.test",))))
     got = asyncio.run(store.queue.claim(MailType.TRANSACTIONAL, 1, "n", 30, now=1e10))
     assert [r.address for r in got] == ["old@example.test"]  # due first, claimed first
@@ -155,14 +199,26 @@ def test_message_status_follows_recipients(store):
     a, b = asyncio.run(store.queue.claim(MailType.TRANSACTIONAL, 10, "n", 30))
 
     def status():
-        return store.db.read(lambda c: c.execute(
-            "SELECT status FROM messages WHERE id = ?", (res.message_id,)).fetchone()[0])
+        return store.db.read(
+            lambda c: c.execute(
+                "SELECT status FROM messages WHERE id = ?", (res.message_id,)
+            ).fetchone()[0]
+        )
 
-    asyncio.run(store.queue.record([DeliveryResult(a.id, RecipientState.DEFERRED, "rcpt", "x",
-                                                   451, next_attempt_at=1e10)]))
+    asyncio.run(
+        store.queue.record(
+            [DeliveryResult(a.id, RecipientState.DEFERRED, "rcpt", "x", 451, next_attempt_at=1e10)]
+        )
+    )
     assert status() == "delayed"
-    asyncio.run(store.queue.record([DeliveryResult(a.id, RecipientState.BOUNCED, "rcpt", "x", 550),
-                                    DeliveryResult(b.id, RecipientState.BOUNCED, "rcpt", "x", 550)]))
+    asyncio.run(
+        store.queue.record(
+            [
+                DeliveryResult(a.id, RecipientState.BOUNCED, "rcpt", "x", 550),
+                DeliveryResult(b.id, RecipientState.BOUNCED, "rcpt", "x", 550),
+            ]
+        )
+    )
     assert status() == "failed"
     assert store.queue.accounting() == {"bounced": 2}
 

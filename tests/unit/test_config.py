@@ -17,7 +17,10 @@ def write(tmp_path, text: str):
 def test_defaults_follow_spec(tmp_path):
     cfg = config.load(write(tmp_path, ""))
     assert [(lc.port, lc.tls, lc.mail_type) for lc in cfg.listeners] == [
-        (587, "starttls", "header"), (465, "implicit", "header"), (2587, "starttls", "broadcast")]
+        (587, "starttls", "header"),
+        (465, "implicit", "header"),
+        (2587, "starttls", "broadcast"),
+    ]
     assert cfg.limits.max_message_size == 26_214_400
     assert cfg.pools.broadcast.rate == 50.0 and cfg.pools.broadcast.per_domain_rate == 5.0
     assert cfg.pools.transactional.rate == 0.0
@@ -26,7 +29,10 @@ def test_defaults_follow_spec(tmp_path):
 
 
 def test_values_are_read(tmp_path):
-    cfg = config.load(write(tmp_path, """
+    cfg = config.load(
+        write(
+            tmp_path,
+            """
 [server]
 hostname = "relay.example.com"
 [[listeners]]
@@ -39,7 +45,9 @@ nameservers = ["127.0.0.1"]
 timeout = 2
 [pools.broadcast]
 rate = 10
-"""))
+""",
+        )
+    )
     assert cfg.server.hostname == "relay.example.com"
     assert len(cfg.listeners) == 1 and cfg.listeners[0].port == 2525
     assert cfg.dns.nameservers == ["127.0.0.1"] and cfg.dns.timeout == 2.0
@@ -47,19 +55,22 @@ rate = 10
     assert cfg.pool("broadcast") is cfg.pools.broadcast
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("[server]\nhostnme = 'x'\n", "unknown key 'server.hostnme'"),
-    ("[nope]\nx = 1\n", "unknown key 'nope'"),
-    ("[limits]\nmax_connections = 'many'\n", "'limits.max_connections' must be int"),
-    ("[limits]\nmax_connections = true\n", "'limits.max_connections' must be int"),
-    ("[limits]\nmax_connections = -1\n", "'limits.max_connections' must not be negative"),
-    ("[[listeners]]\ntls = 'ssl'\n", "'listeners[0].tls' must be one of starttls, implicit"),
-    ("[[listeners]]\nmail_type = 'bulk'\n", "'listeners[0].mail_type' must be one of"),
-    ("[dns]\nnameservers = '127.0.0.1'\n", "'dns.nameservers' must be a list"),
-    ("[dns]\nnameservers = [1]\n", "'dns.nameservers[0]' must be str"),
-    ("server = 3\n", "[server] must be a table"),
-    ("[server\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[server]\nhostnme = 'x'\n", "unknown key 'server.hostnme'"),
+        ("[nope]\nx = 1\n", "unknown key 'nope'"),
+        ("[limits]\nmax_connections = 'many'\n", "'limits.max_connections' must be int"),
+        ("[limits]\nmax_connections = true\n", "'limits.max_connections' must be int"),
+        ("[limits]\nmax_connections = -1\n", "'limits.max_connections' must not be negative"),
+        ("[[listeners]]\ntls = 'ssl'\n", "'listeners[0].tls' must be one of starttls, implicit"),
+        ("[[listeners]]\nmail_type = 'bulk'\n", "'listeners[0].mail_type' must be one of"),
+        ("[dns]\nnameservers = '127.0.0.1'\n", "'dns.nameservers' must be a list"),
+        ("[dns]\nnameservers = [1]\n", "'dns.nameservers[0]' must be str"),
+        ("server = 3\n", "[server] must be a table"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
 def test_errors_name_file_and_key(tmp_path, text, needle):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as exc:
