@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs from this repo's own files, then run it.
+#   bash tests/run.sh            # the whole suite, in parallel
+#   bash tests/run.sh tests/cli  # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers the suite talks to: swaks (a client no one here wrote, with TLS) and Postfix's
+# smtp-sink/smtp-source. Installed when we can (root + apt); the tests that need them say so.
+APT_PACKAGES="swaks libnet-ssleay-perl postfix"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # postfix's installer asks questions; "No configuration" leaves the system's mail alone.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+exec .venv/bin/python -m pytest -n auto "$@"
