@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the suite talks to: swaks (a client no one here wrote, with TLS) and Postfix's
-# smtp-sink/smtp-source. Installed when we can (root + apt); the tests that need them say so.
-APT_PACKAGES="swaks libnet-ssleay-perl postfix"
+# smtp-sink/smtp-source, and PostgreSQL for the multi-node store tests. Installed when we can (root + apt); the tests that need them say so.
+APT_PACKAGES="swaks libnet-ssleay-perl postfix postgresql"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
@@ -25,6 +25,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,postgres]"
 
 exec .venv/bin/python -m pytest -n auto "$@"

@@ -12,7 +12,9 @@ from helo_smtp.store.broadcasts import Broadcasts
 from helo_smtp.store.channels import Channels
 from helo_smtp.store.credentials import Credentials
 from helo_smtp.store.db import CorruptDatabase, Database, connect
+from helo_smtp.store.destinations import Destinations
 from helo_smtp.store.domains import Domains
+from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
@@ -53,6 +55,8 @@ class Store:
         self.events = Events(db)
         self.settings = Settings(db)
         self.queue = Queue(db, lifetimes or DEFAULT_LIFETIMES)
+        self.engagement = Engagement(db)
+        self.destinations = Destinations(db)
 
     @classmethod
     def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,
@@ -67,6 +71,10 @@ class Store:
                 db.close()
                 raise
         return cls(db, lifetimes)
+
+    def ping(self) -> bool:
+        """True when the database answers a read (for ``/healthz``)."""
+        return self.db.read(lambda c: c.execute("SELECT 1").fetchone()[0]) == 1
 
     def close(self) -> None:
         self.db.close()
