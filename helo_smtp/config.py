@@ -87,6 +87,8 @@ class DNSConfig:
 class DeliveryConfig:
     port: int = _s(25, "remote SMTP port (tests point this at local sinks)")
     require_tls_domains: list[str] = _s([], "domains that get mail only over STARTTLS")
+    tls_ca_file: str = _s("", "extra CA bundle (PEM) trusted when verifying the certificates of "
+                          "require_tls_domains hosts (empty: system CAs only)")
     connect_timeout: float = _s(30.0, "seconds to connect and read the banner")
     command_timeout: float = _s(60.0, "seconds for each reply (EHLO, MAIL, RCPT)")
     data_timeout: float = _s(600.0, "seconds for the reply after the final dot")

@@ -114,6 +114,32 @@ _REPLIES = (
        "DATA when no RCPT was accepted"),
     _r("smtputf8_required", 553, "5.6.7", "SMTPUTF8 required for non-ASCII address",
        "non-ASCII address without the SMTPUTF8 parameter (RFC 6531 §3.4)"),
+    # --- protocol replies of the SMTP engine (aiosmtpd's own texts are rewritten to these) ---
+    _r("unknown_command", 500, "5.5.2", "Syntax error, command unrecognized",
+       "an unknown verb, an empty line or a non-ASCII command"),
+    _r("not_implemented", 502, "5.5.1", "Command not implemented", "EXPN and HELP"),
+    _r("unknown_parameter", 555, "5.5.4", "MAIL or RCPT parameters not recognized",
+       "an ESMTP parameter we do not implement (RFC 5321 §4.1.1.11)"),
+    _r("auth_mechanism_unknown", 504, "5.5.4", "Unrecognized authentication type",
+       "AUTH with a mechanism other than PLAIN or LOGIN"),
+    _r("auth_aborted", 501, "5.7.0", "Authentication aborted",
+       "the client answered an AUTH challenge with * (RFC 4954 §4)"),
+    _r("bad_auth_data", 501, "5.5.2", "Cannot decode authentication data",
+       "AUTH data that is not base64 or not in the mechanism's format"),
+    _r("tls_not_available", 454, "4.7.0", "TLS not available",
+       "STARTTLS on a listener without a STARTTLS certificate"),
+    _r("too_many_errors", 421, "4.7.0", "Too many errors, closing connection",
+       "too many unrecognized commands in one session", close=True),
+    # --- positive replies ---
+    _r("ok", 250, "2.0.0", "Ok", "NOOP and RSET"),
+    _r("sender_ok", 250, "2.1.0", "Sender ok", "MAIL accepted"),
+    _r("recipient_ok", 250, "2.1.5", "Recipient ok", "RCPT accepted"),
+    _r("vrfy_disabled", 252, "2.5.0",
+       "Cannot VRFY user, but will accept message and attempt delivery",
+       "VRFY is not answered (RFC 5321 §3.5.3)"),
+    _r("auth_ok", 235, "2.7.0", "Authentication successful", "AUTH accepted"),
+    _r("tls_ready", 220, "2.0.0", "Ready to start TLS", "STARTTLS accepted"),
+    _r("bye", 221, "2.0.0", "Bye", "QUIT", close=True),
 )
 
 #: The reply table, by name.

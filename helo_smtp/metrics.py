@@ -31,6 +31,11 @@ CONNECTIONS_ACTIVE = Gauge("helo_connections_active", "Open SMTP connections",
                            ["direction"])
 AUTH_FAILURES = Counter("helo_auth_failures", "Failed SMTP AUTH attempts", ["reason"])
 DNS_FAILURES = Counter("helo_dns_failures", "DNS lookups that failed", ["kind"])
+ENGAGEMENT = Counter("helo_engagement",
+                     "Unique opens, clicks and unsubscribes recorded (first per recipient)",
+                     ["kind"])
+PACING_SLOWDOWNS = Counter("helo_pacing_slowdowns",
+                           "Adaptive slowdowns started after rate-limit replies", ["pool"])
 
 
 class QueueCollector(Collector):

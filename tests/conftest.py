@@ -6,6 +6,7 @@ test a clean slate. Everything binds loopback with port 0 (one 127.0.N.x block p
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -15,7 +16,20 @@ import trustme
 from helo_smtp.store import Store
 from tests.support.localdns import LocalDNS
 from tests.support.net import MX_IPS, common_free_port
+from tests.support.pgserver import BACKENDS, pg_server, pg_url  # noqa: F401 - fixtures
 from tests.support.sinks import Sink
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: tests SQLite internals (pragmas, files); "
+                            "not run on PostgreSQL")
+
+
+@pytest.fixture
+def backend(request) -> str:
+    """The store backend of this test: ``sqlite`` unless parametrised; ``HELO_TEST_BACKEND=
+    postgresql`` runs every unparametrised test (``store``, ``relay_factory``) on PostgreSQL."""
+    return getattr(request, "param", os.environ.get("HELO_TEST_BACKEND", "sqlite"))
 
 
 @pytest.fixture(scope="session")
@@ -97,23 +111,36 @@ def client_ctx(ca) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store.open(str(tmp_path / "helo.db"))
+def store(tmp_path: Path, backend: str, request):
+    if backend == "postgresql":
+        s = Store.open(request.getfixturevalue("pg_url"))
+    else:
+        s = Store.open(str(tmp_path / "helo.db"))
     yield s
     s.close()
 
 
 @pytest.fixture
-def relay_factory(tmp_path, dns_server, mx_port, server_cert):
+def relay_factory(tmp_path, dns_server, mx_port, server_cert, backend, request):
     """Build and start relays; every one is stopped at teardown.
 
     ``relay_factory(deliver=False, limits={...})`` -> RelayHandle (see tests/support/relay.py).
+    On the ``postgresql`` backend the relays of a test share one fresh PostgreSQL database
+    (as they share one SQLite file otherwise).
     """
     from tests.support.relay import RelayHandle, base_config
 
     handles: list[RelayHandle] = []
+    pg_dbs: list[str] = []
+    pg_server_: list = []
 
     def make(deliver: bool = True, tenant: bool = True, **overrides):
+        if backend == "postgresql":
+            if not pg_dbs:
+                pg_server_.append(request.getfixturevalue("pg_server"))
+                pg_dbs.append(pg_server_[0].create_database())
+            overrides["server"] = {"database": pg_server_[0].url(pg_dbs[0]),
+                                   **overrides.get("server", {})}
         cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port,
                           cert=server_cert, **overrides)
         handle = RelayHandle(cfg, deliver=deliver, tenant=tenant)
@@ -123,3 +150,5 @@ def relay_factory(tmp_path, dns_server, mx_port, server_cert):
     yield make
     for h in handles:
         h.stop()
+    for name in pg_dbs:
+        pg_server_[0].drop_database(name)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from helo_smtp.errors import ConfigError
 from helo_smtp.models import MailType
-from helo_smtp.store import schema
+from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.accounts import Accounts
+from helo_smtp.store.admin import Admin
 from helo_smtp.store.broadcasts import Broadcasts
 from helo_smtp.store.channels import Channels
 from helo_smtp.store.credentials import Credentials
@@ -19,6 +21,7 @@ from helo_smtp.store.events import Events
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.suppressions import Suppressions
+from helo_smtp.store.throttle import Throttle
 
 __all__ = ["CorruptDatabase", "Store", "migrate"]
 
@@ -26,7 +29,12 @@ DEFAULT_LIFETIMES = {MailType.TRANSACTIONAL: 432_000.0, MailType.BROADCAST: 172_
 
 
 def migrate(path: str) -> list[str]:
-    """Create or upgrade the schema; returns the steps applied. Safe to run again."""
+    """Create or upgrade the schema; returns the steps applied. Safe to run again.
+
+    ``path`` is a SQLite file, or a ``postgresql://`` URL (then ``pg_schema`` is applied).
+    """
+    if pg_schema.is_postgres_url(path):
+        return pg_schema.migrate(_require_psycopg(path))
     try:
         conn = connect(path)
     except sqlite3.DatabaseError as exc:
@@ -39,6 +47,17 @@ def migrate(path: str) -> list[str]:
                               "or move it aside") from None
     finally:
         conn.close()
+
+
+def _require_psycopg(url: str) -> str:
+    """``url`` back, once we know the PostgreSQL driver is installed."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        raise ConfigError("server.database is a PostgreSQL URL but psycopg is not installed: "
+                          "pip install 'helo-smtp[postgres]'") from None
+    return url
 
 
 class Store:
@@ -55,13 +74,23 @@ class Store:
         self.events = Events(db)
         self.settings = Settings(db)
         self.queue = Queue(db, lifetimes or DEFAULT_LIFETIMES)
+        self.admin = Admin(db)  # operator queries and queue steering (the CLI)
         self.engagement = Engagement(db)
         self.destinations = Destinations(db)
+        self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
 
     @classmethod
     def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,
              check: bool = True) -> Store:
-        """Migrate, check integrity (refusing a corrupt file), and start the writer."""
+        """Migrate, check integrity (refusing a corrupt file), and start the writer.
+
+        A ``postgresql://`` URL opens the PostgreSQL store instead (several nodes, one queue).
+        """
+        if pg_schema.is_postgres_url(path):
+            from helo_smtp.store.pg import PgDatabase
+
+            migrate(path)
+            return cls(PgDatabase(path), lifetimes)
         migrate(path)
         db = Database(path)
         if check:

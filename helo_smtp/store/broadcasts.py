@@ -8,21 +8,37 @@ import uuid
 from typing import Any
 
 from helo_smtp.models import DeliveryResult, RecipientState
+from helo_smtp.store.db import dialect
 
 COUNTERS = ("accepted", "suppressed", "delivered", "deferred", "bounced", "expired",
             "unique_opens", "unique_clicks", "unsubscribes", "complaints")
 
 
+#: Add one to the JSON counter of a bounce category (the engines spell JSON differently).
+_BUMP_CATEGORY = {
+    "sqlite": "UPDATE broadcasts SET bounced_by_category = json_set(bounced_by_category,"
+              " '$.' || ?, coalesce(json_extract(bounced_by_category, '$.' || ?), 0) + 1)"
+              " WHERE id = ?",
+    "postgresql": "UPDATE broadcasts SET bounced_by_category = jsonb_set("
+                  "bounced_by_category::jsonb, ARRAY[?::text], to_jsonb(coalesce("
+                  "(bounced_by_category::jsonb ->> ?::text)::bigint, 0) + 1))::text WHERE id = ?",
+}
+
+
 def upsert_in(c: sqlite3.Connection, channel_id: str, key: str, name: str, now: float) -> str:
     """The id of the broadcast for (channel, key), created on first use."""
-    row = c.execute("SELECT id FROM broadcasts WHERE channel_id = ? AND key = ?",
-                    (channel_id, key)).fetchone()
+    def find() -> Any:
+        return c.execute("SELECT id FROM broadcasts WHERE channel_id = ? AND key = ?",
+                         (channel_id, key)).fetchone()
+
+    row = find()
     if row:
         return row[0]
-    bid = str(uuid.uuid4())
+    # Another node may create it at the same moment: the loser of that race keeps the winner's.
     c.execute("INSERT INTO broadcasts (id, channel_id, key, name, created_at)"
-              " VALUES (?, ?, ?, ?, ?)", (bid, channel_id, key, name, now))
-    return bid
+              " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id, key) DO NOTHING",
+              (str(uuid.uuid4()), channel_id, key, name, now))
+    return find()[0]
 
 
 def bump_in(c: sqlite3.Connection, broadcast_id: str, **counts: int) -> None:
@@ -38,16 +54,14 @@ def count_outcome_in(c: sqlite3.Connection, broadcast_id: str, res: DeliveryResu
     if res.state == RecipientState.DELIVERED:
         bump_in(c, broadcast_id, delivered=1)
         c.execute("UPDATE broadcasts SET first_sent_at = coalesce(first_sent_at, ?),"
-                  " last_sent_at = max(coalesce(last_sent_at, 0), ?) WHERE id = ?",
-                  (res.at, res.at, broadcast_id))
+                  " last_sent_at = CASE WHEN last_sent_at > ? THEN last_sent_at ELSE ? END"
+                  " WHERE id = ?", (res.at, res.at, res.at, broadcast_id))
     elif res.state == RecipientState.DEFERRED and first:
         bump_in(c, broadcast_id, deferred=1)
     elif res.state == RecipientState.BOUNCED:
         bump_in(c, broadcast_id, bounced=1)
         cat = res.category.value if res.category else "other"
-        c.execute("UPDATE broadcasts SET bounced_by_category = json_set(bounced_by_category,"
-                  " '$.' || ?, coalesce(json_extract(bounced_by_category, '$.' || ?), 0) + 1)"
-                  " WHERE id = ?", (cat, cat, broadcast_id))
+        c.execute(_BUMP_CATEGORY[dialect(c)], (cat, cat, broadcast_id))
     elif res.state == RecipientState.EXPIRED:
         bump_in(c, broadcast_id, expired=1)
 

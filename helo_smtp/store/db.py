@@ -48,6 +48,13 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def dialect(c: Any) -> str:
+    """The SQL dialect of a connection handed to a store function: ``"sqlite"`` here,
+    ``"postgresql"`` for the PostgreSQL store's ``PgConn`` (``store/pg.py``). Store SQL is
+    written to run on both; branch on this only where the engines truly differ."""
+    return getattr(c, "dialect", "sqlite")
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map sqlite3 failures that mean 'no room' to StorageFull, others to StoreError."""
     if isinstance(exc, sqlite3.Error):
@@ -64,6 +71,8 @@ def translate(exc: BaseException) -> BaseException:
 
 class Database:
     """The SQLite database behind the store."""
+
+    dialect = "sqlite"  # PgDatabase says "postgresql"
 
     def __init__(self, path: str) -> None:
         self.path = path

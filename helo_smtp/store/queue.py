@@ -8,6 +8,10 @@ to the lease end, so a row whose worker died or hangs simply becomes due again w
 lapses: no sweeper, no failure counted (``attempts`` grows only when an outcome is recorded).
 Due retries and fresh mail sit in one partial index ordered by due time, so neither starves and
 a claim is one short index range scan whatever the queue holds.
+
+On PostgreSQL several relay nodes share this queue: a claim locks its rows with ``FOR UPDATE
+SKIP LOCKED`` (two nodes never lease the same recipient; neither waits for the other), and
+``notify_in`` tells the other nodes at COMMIT that work is due (LISTEN/NOTIFY, ``Queue.listen``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +36,11 @@ from helo_smtp.models import (
     address_domain,
 )
 from helo_smtp.store import broadcasts, events, suppressions
+from helo_smtp.store.db import dialect
 
 IDEMPOTENCY_WINDOW = 3600.0
 PENDING_SEND_LIMIT = 1000
+QUEUE_CHANNEL = "helo_queue"  # PostgreSQL NOTIFY channel; the payload is the mail type
 
 _EVENT_FOR_STATE = {
     RecipientState.DELIVERED: "delivery.delivered",
@@ -51,36 +57,57 @@ class EnqueueResult:
     replayed: bool  # an idempotent replay: nothing was queued
 
 
-def _check_idempotency(c: sqlite3.Connection, msg: NewMessage) -> EnqueueResult | None:
-    """SPEC §6: same key + same fingerprint within 1 h replays; other content conflicts."""
+def _claim_idempotency(c: sqlite3.Connection, msg: NewMessage) -> EnqueueResult | None:
+    """SPEC §6: same key + same fingerprint within 1 h replays; other content conflicts.
+
+    The key row is written *first* (``ON CONFLICT DO NOTHING``), before the message. Of two
+    submissions with one key at the same moment, on one node or on two sharing PostgreSQL, the
+    second waits on the first's row until that transaction ends, then replays its reply (or
+    conflicts); if the first rolled back, the second gets the key. A key older than the window
+    is taken over by an UPDATE that re-checks the age, so of two late reusers only one wins.
+    None: the key is ours (or there is none), go on and queue the message.
+    """
     if not msg.idempotency_key:
         return None
-    row = c.execute("SELECT fingerprint, message_id, reply, created_at FROM idempotency_keys"
-                    " WHERE account_id = ? AND key = ?",
-                    (msg.account_id, msg.idempotency_key)).fetchone()
-    if row is None:
+    key = (msg.account_id, msg.idempotency_key)
+    ours = (msg.fingerprint or "", msg.id, msg.reply, msg.created_at)
+    if c.execute("INSERT INTO idempotency_keys (account_id, key, fingerprint, message_id, reply,"
+                 " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, key)"
+                 " DO NOTHING", (*key, *ours)).rowcount:
         return None
-    if row["created_at"] < msg.created_at - IDEMPOTENCY_WINDOW:
-        c.execute("DELETE FROM idempotency_keys WHERE account_id = ? AND key = ?",
-                  (msg.account_id, msg.idempotency_key))
+    if c.execute("UPDATE idempotency_keys SET fingerprint = ?, message_id = ?, reply = ?,"
+                 " created_at = ? WHERE account_id = ? AND key = ? AND created_at < ?",
+                 (*ours, *key, msg.created_at - IDEMPOTENCY_WINDOW)).rowcount:
         return None
-    if row["fingerprint"] != msg.fingerprint:
+    row = c.execute("SELECT fingerprint, message_id, reply FROM idempotency_keys"
+                    " WHERE account_id = ? AND key = ?", key).fetchone()
+    if row["fingerprint"] != (msg.fingerprint or ""):
         raise IdempotencyConflict()
     return EnqueueResult(row["message_id"], row["reply"], True)
 
 
 def _charge_sends(c: sqlite3.Connection, account_id: str, n: int) -> None:
-    """Count recipient-sends; a pending account may make 1,000 in total (Helo's free limit)."""
-    row = c.execute("SELECT status, sends_used FROM accounts WHERE id = ?",
-                    (account_id,)).fetchone()
-    if row["status"] == "pending" and row["sends_used"] + n > PENDING_SEND_LIMIT:
+    """Count recipient-sends; a pending account may make 1,000 in total (Helo's free limit).
+
+    Add first, then check what the UPDATE returns: the row lock makes concurrent charges (other
+    nodes) take turns, and raising rolls the addition back with the rest of the message.
+    """
+    [row] = c.execute("UPDATE accounts SET sends_used = sends_used + ? WHERE id = ?"
+                      " RETURNING status, sends_used", (n, account_id)).fetchall()
+    if row["status"] == "pending" and row["sends_used"] > PENDING_SEND_LIMIT:
         raise SendLimitExceeded()
-    c.execute("UPDATE accounts SET sends_used = sends_used + ? WHERE id = ?", (n, account_id))
+
+
+def notify_in(c: sqlite3.Connection, mail_type: MailType | str) -> None:
+    """Tell every node that work of this type may be due (PostgreSQL NOTIFY, sent at COMMIT).
+    On SQLite there is one process and the daemon wakes its own worker: nothing to do."""
+    if dialect(c) == "postgresql":
+        c.execute("SELECT pg_notify(?, ?)", (QUEUE_CHANNEL, MailType(mail_type).value))
 
 
 def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> EnqueueResult:
     """Commit a message, its recipients, its idempotency key and its events (one transaction)."""
-    replay = _check_idempotency(c, msg)
+    replay = _claim_idempotency(c, msg)
     if replay is not None:
         return replay
     _charge_sends(c, msg.account_id, len(msg.recipients))
@@ -104,11 +131,6 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
     c.executemany(
         "INSERT INTO recipients (message_id, address, domain, mail_type, state,"
         " next_attempt_at, expires_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    if msg.idempotency_key:
-        c.execute("INSERT INTO idempotency_keys (account_id, key, fingerprint, message_id,"
-                  " reply, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                  (msg.account_id, msg.idempotency_key, msg.fingerprint or "", msg.id,
-                   msg.reply, now))
     events.add(c, "message.received", message_id=msg.id, channel_id=msg.channel_id,
                broadcast_id=bid, at=now, mail_type=msg.mail_type.value,
                recipients=len(msg.recipients), suppressed=len(msg.suppressed), tags=msg.tags,
@@ -116,6 +138,8 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
     for a in msg.suppressed:
         events.add(c, "recipient.suppressed", message_id=msg.id, recipient=a,
                    channel_id=msg.channel_id, broadcast_id=bid, at=now)
+    if msg.recipients:
+        notify_in(c, msg.mail_type)
     return EnqueueResult(msg.id, msg.reply, False)
 
 
@@ -126,9 +150,16 @@ def _claimed(r: sqlite3.Row) -> ClaimedRecipient:
                             r["created_at"])
 
 
+_CLAIM_COLUMNS = ("r.id, r.message_id, r.address, r.domain, r.mail_type, r.attempts,"
+                  " r.expires_at, m.channel_id, m.account_id, m.sender, m.broadcast_id,"
+                  " m.created_at")
+
+
 def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
              lease: float, now: float) -> list[ClaimedRecipient]:
     """Lease up to ``limit`` due recipients of one mail type, oldest due first."""
+    if dialect(c) == "postgresql":
+        return _claim_skip_locked(c, mail_type, limit, node, lease, now)
     ids = [r[0] for r in c.execute(
         "UPDATE recipients SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
         " WHERE id IN (SELECT id FROM recipients WHERE mail_type = ?"
@@ -139,11 +170,28 @@ def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
         return []
     marks = ",".join("?" * len(ids))
     rows = c.execute(
-        "SELECT r.id, r.message_id, r.address, r.domain, r.mail_type, r.attempts, r.expires_at,"
-        " m.channel_id, m.account_id, m.sender, m.broadcast_id, m.created_at"
-        f" FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id IN ({marks})"
-        " ORDER BY r.message_id, r.domain, r.id", ids).fetchall()
+        f"SELECT {_CLAIM_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id"
+        f" WHERE r.id IN ({marks}) ORDER BY r.message_id, r.domain, r.id", ids).fetchall()
     return [_claimed(r) for r in rows]
+
+
+def _claim_skip_locked(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
+                       lease: float, now: float) -> list[ClaimedRecipient]:
+    """PostgreSQL, several nodes: lock the due rows, skipping rows another node's claim holds
+    locked right now, and lease them in one statement. Under READ COMMITTED a row that another
+    claim leased meanwhile is re-checked against ``next_attempt_at <= now`` after its lock is
+    released, and dropped: two nodes never lease one recipient."""
+    rows = c.execute(
+        "WITH due AS MATERIALIZED (SELECT id FROM recipients WHERE mail_type = ?"
+        " AND state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= ?"
+        " ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)"
+        " UPDATE recipients r SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
+        " FROM due, messages m WHERE r.id = due.id AND m.id = r.message_id"
+        f" RETURNING {_CLAIM_COLUMNS}",
+        (mail_type.value, now, limit, node, now + lease, now + lease)).fetchall()
+    claimed = [_claimed(r) for r in rows]
+    claimed.sort(key=lambda r: (r.message_id, r.domain, r.id))
+    return claimed
 
 
 def release_in(c: sqlite3.Connection, ids: Sequence[int], due_at: float) -> None:
@@ -151,6 +199,11 @@ def release_in(c: sqlite3.Connection, ids: Sequence[int], due_at: float) -> None
     c.executemany("UPDATE recipients SET claimed_by = NULL, lease_until = NULL,"
                   " next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'deferred')",
                   [(due_at, i) for i in ids])
+    if dialect(c) == "postgresql":  # due again: another node may take them
+        marks = ",".join("?" * len(ids))
+        for r in c.execute(f"SELECT DISTINCT mail_type FROM recipients WHERE id IN ({marks})",
+                           list(ids)).fetchall():
+            notify_in(c, r[0])
 
 
 def _apply_result(c: sqlite3.Connection, res: DeliveryResult) -> tuple[str, str] | None:
@@ -257,12 +310,48 @@ class Queue:
                 " AND claimed_by = ? AND state IN ('queued', 'deferred')",
                 [(until, until, i, node) for i in ids]))
 
+    def make_due(self, mail_type: MailType | None = None, now: float | None = None) -> int:
+        """Make deferred, unleased recipients due now, recording nothing (tests move time
+        with it instead of sleeping; operators use ``admin.retry``, which logs an event)."""
+        t = time.time() if now is None else now
+        sql = ("UPDATE recipients SET next_attempt_at = ? WHERE state = 'deferred'"
+               " AND held = 0 AND (lease_until IS NULL OR lease_until <= ?)")
+        args: tuple[Any, ...] = (t, t)
+        if mail_type is not None:
+            sql += " AND mail_type = ?"
+            args += (MailType(mail_type).value,)
+        return self.db.write(lambda c: c.execute(sql, args).rowcount)
+
     def release_node(self, node: str) -> int:
-        """At start: this node's old leases are void (its previous process is gone)."""
+        """At start: this node's old leases are void (its previous process is gone).
+
+        With several nodes on one database every node needs its own ``node_id``: this frees
+        every lease held under that name.
+        """
+        now = time.time()
         return self.db.write(lambda c: c.execute(
             "UPDATE recipients SET claimed_by = NULL, lease_until = NULL,"
-            " next_attempt_at = min(next_attempt_at, ?) WHERE claimed_by = ?"
-            " AND state IN ('queued', 'deferred')", (time.time(), node)).rowcount)
+            " next_attempt_at = CASE WHEN next_attempt_at < ? THEN next_attempt_at ELSE ? END"
+            " WHERE claimed_by = ? AND state IN ('queued', 'deferred')",
+            (now, now, node)).rowcount)
+
+    async def listen(self, wake: Callable[[MailType], None]) -> None:
+        """Until cancelled, call ``wake(mail_type)`` when any node queues or releases work of
+        that type, and for every type on (re)connecting, since notices sent while the listener
+        was away are lost. A PostgreSQL store only; on SQLite it returns at once."""
+        listen = getattr(self.db, "listen", None)
+        if listen is None:
+            return
+
+        def on_notice(payload: str) -> None:
+            if payload in MailType._value2member_map_:
+                wake(MailType(payload))
+
+        def on_connect() -> None:
+            for mt in MailType:
+                wake(mt)
+
+        await listen(QUEUE_CHANNEL, on_notice, on_connect)
 
     def load_message(self, message_id: str) -> StoredMessage | None:
         r = self.db.read(lambda c: c.execute(

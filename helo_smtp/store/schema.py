@@ -198,6 +198,20 @@ def m001_initial(db: UtilsDatabase) -> None:
         slow_factor REAL NOT NULL DEFAULT 1,
         reason TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (pool, domain)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE rate_buckets (
+        pool TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        tat REAL NOT NULL,
+        PRIMARY KEY (pool, domain)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE connection_slots (
+        pool TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        lease_until REAL NOT NULL,
+        PRIMARY KEY (pool, domain, slot)
     ) STRICT, WITHOUT ROWID
     """)
 

@@ -19,5 +19,6 @@ class Settings:
         """A random secret stored once and reused (first writer wins)."""
         value = secrets.token_hex(32)
         self.db.write(lambda c: c.execute(
-            "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value)))
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, value)))
         return self.get(key) or value

@@ -20,8 +20,8 @@ def add_in(c: sqlite3.Connection, channel_id: str, address: str, reason: Suppres
            source_message_id: str | None = None) -> bool:
     """Add inside a write transaction; True when it was new. Records ``suppression.added``."""
     cur = c.execute(
-        "INSERT OR IGNORE INTO suppressions (channel_id, address, reason, created_at,"
-        " source_message_id) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO suppressions (channel_id, address, reason, created_at,"
+        " source_message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id, address) DO NOTHING",
         (channel_id, address.lower(), reason.value, time.time(), source_message_id))
     if cur.rowcount:
         events.add(c, "suppression.added", channel_id=channel_id, recipient=address.lower(),

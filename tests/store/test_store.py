@@ -223,6 +223,7 @@ def test_message_status_follows_recipients(store):
     assert store.queue.accounting() == {"bounced": 2}
 
 
+@pytest.mark.sqlite_only  # page budgets are SQLite's; tests/pg covers disk full
 def test_disk_full_is_storage_full_and_recovers(store):
     t = make_tenant(store)
     pages = store.db.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
@@ -236,6 +237,7 @@ def test_disk_full_is_storage_full_and_recovers(store):
     assert store.queue.accounting() == {"queued": 1}
 
 
+@pytest.mark.sqlite_only  # page budgets are SQLite's; tests/pg covers disk full
 def test_full_disk_in_a_group_fails_only_its_job(store):
     """SQLite rolls the whole group back on SQLITE_FULL; the innocent jobs are run again."""
     t = make_tenant(store)

@@ -1,0 +1,317 @@
+"""``helo-smtp``: the management CLI (SPEC §9). Thin: parse, call the library, print.
+
+Every command takes ``--config`` and ``--json`` and exits non-zero with one ``Error:`` line on
+bad input, never a traceback: ``HeloGroup.main`` is the one place that turns library errors
+(``UsageError``, ``ConfigError``, store errors, OS errors) and click's own into that line.
+The nouns live in ``cli_*.py``; this file has the group and the setup commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from helo_smtp import cli_config, devsetup, tlscert
+from helo_smtp import store as store_mod
+from helo_smtp.cli_accounts import accounts, domains
+from helo_smtp.cli_channels import channels, credentials
+from helo_smtp.cli_common import app, common, emit, emit_table, note, table
+from helo_smtp.cli_messages import broadcasts, messages
+from helo_smtp.cli_queue import queue
+from helo_smtp.cli_suppressions import suppressions
+from helo_smtp.errors import ConfigError, StoreError, UsageError
+from helo_smtp.store import pg_schema, schema
+from helo_smtp.store.db import connect
+from helo_smtp.store.pg_schema import is_postgres_url
+
+_INPUT_ERRORS = (UsageError, ConfigError, StoreError, sqlite3.Error)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class HeloGroup(click.Group):
+    """The root group: runs click without its own error printing and prints one line."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        code = self._run(args, prog_name, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(self, args: Any, prog_name: str | None, complete_var: str | None,
+             **extra: Any) -> int:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            return _fail(exc.format_message() + hint, exc.exit_code)
+        except click.ClickException as exc:
+            return _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            return _fail("aborted", 1)
+        except _INPUT_ERRORS as exc:
+            return _fail(str(exc), 1)
+        except BrokenPipeError:  # `helo-smtp queue list | head`: not an error
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _fail(f"{where}{exc.strerror or exc}", 1)
+        return rv if isinstance(rv, int) else 0
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"Error: {_one_line(message)}", err=True)
+    return code or 1
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("helo-smtp")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@click.group("helo-smtp", cls=HeloGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                              "max_content_width": 100})
+@click.version_option(_version(), prog_name="helo-smtp")
+@common
+def cli() -> None:
+    """helo-smtp: an SMTP relay for applications, with Helo's rules.
+
+    Manage accounts, domains, channels, credentials and suppressions, inspect messages,
+    queues and broadcasts, and run the relay. Every command takes --config and --json.
+
+    \b
+    Example:
+      helo-smtp --config config/dev.toml init
+      helo-smtp accounts list --json
+    """
+
+
+@cli.command(short_help="Create the database and a self-signed TLS cert.")
+@common
+def init() -> None:
+    """Create the database and a self-signed TLS certificate for the config in use.
+
+    Idempotent: an existing database is only migrated and an existing certificate is kept.
+    The config file must exist: start from config/helo-smtp.example.toml (production) or
+    config/dev.toml (local use). Directories are created as needed.
+
+    \b
+    Example:
+      cp config/dev.toml config/helo-smtp.toml && helo-smtp init
+    """
+    a = app()
+    path = a.config_path
+    if not Path(path).exists():
+        raise UsageError(f"{path}: no such config file; copy config/helo-smtp.example.toml "
+                         "(production) or config/dev.toml (local use) there and edit it, or "
+                         "pass --config")
+    cfg = a.cfg
+    db = cfg.server.database
+    existed, applied = _migrate(db)
+    cert = tlscert.ensure(cfg.tls.cert_file, cfg.tls.key_file, cfg.server.hostname)
+    prefix = "helo-smtp" + (f" --config {path}" if "helo.config" in a.ctx.meta else "")
+    data = {
+        "config": path,
+        "database": {"path": db, "created": not existed, "migrations": applied},
+        "tls": {"cert_file": cert.cert_file, "key_file": cert.key_file,
+                "created": cert.created, "names": list(cert.names)},
+        "next": [f"{prefix} check-config", f"{prefix} serve"] if cfg.server.dev_bootstrap else
+                [f"{prefix} check-config", f"{prefix} accounts create NAME",
+                 f"{prefix} domains add DOMAIN --account NAME",
+                 f"{prefix} channels create --account NAME --name NAME",
+                 f"{prefix} credentials create --channel ACCOUNT/NAME", f"{prefix} serve"],
+    }
+    emit(data, _print_init)
+
+
+def _print_init(d: dict[str, Any]) -> None:
+    db, tls = d["database"], d["tls"]
+    state = "created" if db["created"] else "exists"
+    steps = f", applied {', '.join(db['migrations'])}" if db["migrations"] else ""
+    click.echo(f"database     {db['path']} ({state}{steps})")
+    if tls["created"]:
+        click.echo(f"certificate  {tls['cert_file']} (created, self-signed for "
+                   f"{', '.join(tls['names'])})")
+        click.echo(f"key          {tls['key_file']} (created, mode 0600)")
+    else:
+        click.echo(f"certificate  {tls['cert_file']} (exists, kept)")
+        click.echo(f"key          {tls['key_file']} (exists, kept)")
+    click.echo("Next:")
+    for step in d["next"]:
+        click.echo(f"  {step}")
+
+
+@cli.command("check-config")
+@common
+def check_config() -> None:
+    """Validate the config file and print the effective settings.
+
+    Each setting is marked 'file' when the file sets it, else 'default'. Errors name the key
+    and the file, and exit 1; warnings go to stderr.
+
+    \b
+    Example:
+      helo-smtp check-config --config /etc/helo-smtp/helo-smtp.toml
+    """
+    cfg = app().cfg
+    result = cli_config.review(cfg)
+    if result.errors:
+        raise ConfigError("; ".join(result.errors))
+    for w in result.warnings:
+        note(f"warning: {w}")
+    rows = cli_config.effective(cfg)
+    emit({"file": cfg.source, "settings": rows, "warnings": result.warnings},
+         lambda d: _print_settings(d))
+
+
+def _print_settings(d: dict[str, Any]) -> None:
+    click.echo(f"{d['file']}: ok")
+    table(d["settings"], ["key", "value", "origin"])
+
+
+@cli.command(short_help="Apply pending schema migrations.")
+@common
+def migrate() -> None:
+    """Apply pending schema migrations to the database (safe to run again).
+
+    \b
+    Example:
+      helo-smtp migrate
+    """
+    db = app().cfg.server.database
+    _, applied = _migrate(db)
+    steps = _applied_steps(db)
+    rows = [{"step": s, "status": "applied now" if s in applied else "already applied"}
+            for s in steps]
+    emit({"database": db, "applied": applied, "steps": rows},
+         lambda d: (click.echo(f"{d['database']}: "
+                               + (f"applied {len(d['applied'])} step(s)" if d["applied"]
+                                  else "schema is up to date")),
+                    _steps_table(d["steps"])))
+
+
+def _migrate(db: str) -> tuple[bool, list[str]]:
+    """(database existed before, migration steps applied now); creates directories."""
+    if is_postgres_url(db):
+        return True, store_mod.migrate(db)
+    existed = Path(db).exists()
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    return existed, store_mod.migrate(db)
+
+
+def _applied_steps(db: str) -> list[str]:
+    if is_postgres_url(db):
+        from helo_smtp.store.pg import connect as pg_connect
+
+        with pg_connect(db) as pg:
+            return pg_schema.applied(pg)
+    conn = connect(db)
+    try:
+        return schema.applied(conn)
+    finally:
+        conn.close()
+
+
+def _steps_table(rows: list[dict[str, Any]]) -> None:
+    table(rows, ["step", "status"])
+
+
+@cli.command(short_help="Run the relay in the foreground.")
+@common
+def serve() -> None:
+    """Run the relay in the foreground until SIGTERM (systemd Type=notify).
+
+    SIGHUP reloads credentials, channels, suppressions and pool settings. With
+    server.dev_bootstrap = true and no accounts yet, a dev account, domain, channel and
+    credential are created first and the credential is printed once.
+
+    \b
+    Example:
+      helo-smtp --config config/dev.toml serve
+    """
+    cfg = app().cfg
+    result = cli_config.review(cfg)
+    if result.errors:
+        raise ConfigError("; ".join(result.errors))
+    for key, path in (("tls.cert_file", cfg.tls.cert_file), ("tls.key_file", cfg.tls.key_file)):
+        if not Path(path).exists():
+            raise UsageError(f"{cfg.source}: '{key}' {path} does not exist; run 'helo-smtp "
+                             "init' for a self-signed certificate or install yours")
+    _setup_logging(cfg)
+    if cfg.server.dev_bootstrap:
+        dev_store = store_mod.Store.open(cfg.server.database, check=False)
+        try:
+            devsetup.bootstrap(dev_store, cfg, echo=click.echo)
+        finally:
+            dev_store.close()
+    from helo_smtp import daemon
+
+    _run(daemon.serve(cfg))
+
+
+def _setup_logging(cfg: Any) -> None:
+    try:
+        from helo_smtp import logs
+    except ImportError:
+        logging.basicConfig(level=cfg.logging.level,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return
+    logs.setup(cfg.logging)
+
+
+def _run(coro: Any) -> None:
+    """asyncio.run, on uvloop when it is installed (the optional ``uvloop`` extra)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
+
+
+@cli.command(hidden=True)
+@click.option("--check", is_flag=True, help="Exit 1 when a generated file is stale.")
+def docs(check: bool) -> None:
+    """Regenerate docs/cli.md, docs/settings.md, docs/errors.md and the example config.
+
+    \b
+    Example:
+      helo-smtp docs
+    """
+    from helo_smtp import docsgen
+
+    stale = docsgen.stale() if check else docsgen.write()
+    if check and stale:
+        raise UsageError(f"stale: {', '.join(stale)}; run 'python -m helo_smtp.docsgen'")
+    emit_table([{"file": f} for f in stale], ["file"],
+               empty="up to date" if check else "nothing changed")
+
+
+for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
+               broadcasts):
+    cli.add_command(_group)
+
+
+def main() -> None:
+    """Console script entry point (``helo-smtp``)."""
+    cli.main(prog_name="helo-smtp")
+
+
+__all__ = ["cli", "main"]

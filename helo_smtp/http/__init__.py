@@ -1,0 +1,1 @@
+"""The HTTP side (aiohttp): open pixel, click redirect, one-click unsubscribe, /metrics."""

@@ -1,0 +1,59 @@
+"""What the inbound side reads from the store, always off the event loop.
+
+Every read runs in a worker thread (``asyncio.to_thread``) on the store's per-thread read
+connection, so a slow disk never stalls other SMTP sessions. Credentials, accounts and
+suppressions are read fresh each time (a revoked credential, a forbidden account or a new
+suppression takes effect at once). Channels and verified domains change rarely and are kept
+for ``ttl`` seconds; ``clear`` (SIGHUP) drops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from helo_smtp.models import Account, Channel, Credential
+
+DEFAULT_TTL = 5.0
+
+
+class Directory:
+    def __init__(self, store: Any, ttl: float = DEFAULT_TTL) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._channels: dict[str, tuple[float, list[Channel]]] = {}
+        self._domains: dict[tuple[str, str], float] = {}
+
+    def clear(self) -> None:
+        self._channels.clear()
+        self._domains.clear()
+
+    async def credential(self, username: str) -> tuple[Credential, str] | None:
+        """The live credential for ``username`` and its secret hash."""
+        return await asyncio.to_thread(self.store.credentials.lookup, username)
+
+    async def account(self, account_id: str) -> Account | None:
+        return await asyncio.to_thread(self.store.accounts.get, account_id)
+
+    async def domain_verified(self, account_id: str, domain: str) -> bool:
+        """Whether ``domain`` is a verified domain of the account (positive answers cached)."""
+        key = (account_id, domain)
+        if self._domains.get(key, 0.0) > time.monotonic():
+            return True
+        found = await asyncio.to_thread(self.store.domains.verified_for, account_id, domain)
+        if found is not None:
+            self._domains[key] = time.monotonic() + self.ttl
+        return found is not None
+
+    async def channel(self, account_id: str, channel_id: str) -> Channel | None:
+        """A live channel of the account by id (None: unknown, deleted or someone else's)."""
+        hit = self._channels.get(account_id)
+        if hit is None or hit[0] <= time.monotonic():
+            channels = await asyncio.to_thread(self.store.channels.list, account_id)
+            hit = (time.monotonic() + self.ttl, channels)
+            self._channels[account_id] = hit
+        return next((c for c in hit[1] if c.id == channel_id), None)
+
+    async def suppressed(self, channel_id: str, addresses: list[str]) -> set[str]:
+        return await asyncio.to_thread(self.store.suppressions.filter, channel_id, addresses)

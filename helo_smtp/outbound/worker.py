@@ -1,0 +1,342 @@
+"""The delivery worker of one mail type: claim due recipients, deliver, record.
+
+Two workers run, one per mail type, each with its own pool (``[pools.<type>]``): connection
+budget and per-domain cap (``pacing.ConnectionCaps``), source addresses and EHLO name, token
+buckets (``pacing.Pacer``), idle connections. They share nothing but the event loop, the store
+and the DNS cache, and each claims only its own type (``store.queue.claim`` reads one partial
+index per type), so a backlog of any size in one queue never delays the other.
+
+The loop: claim at most as many rows as there is room for in flight (leased; the lease is
+renewed while they are held, and a crash lets it lapse so the rows simply come back), group
+them by (message, domain), and start one delivery task per group. A group whose domain already
+has a full wave waiting, or that the pacer says must wait, is given back with
+``store.queue.release`` (due later, no lease, no connection held while it waits). With nothing
+due the worker sleeps until ``wake()`` or the next due time (``store.queue.next_due``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from helo_smtp.config import Config
+from helo_smtp.models import (
+    BounceCategory,
+    ClaimedRecipient,
+    DeliveryResult,
+    MailType,
+    StoredMessage,
+)
+from helo_smtp.outbound import records
+from helo_smtp.outbound.connections import ConnectionCache, SourceAddresses
+from helo_smtp.outbound.delivery import Attempt, Envelope, Settled, Transport
+from helo_smtp.outbound.dkim import Signer
+from helo_smtp.outbound.mx import MXResolver
+from helo_smtp.outbound.outcome import Action, local
+from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
+from helo_smtp.outbound.session import SessionParams, TLSMode, tls_contexts
+from helo_smtp.store import Store
+from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
+
+log = logging.getLogger("helo_smtp.delivery")
+
+MAX_SLEEP = 5.0  # poll at least this often (leases of other nodes lapse silently)
+BACKLOG_DELAY = 2.0  # a group whose domain has a full wave waiting comes back after this
+TICK = 1.0  # housekeeping period: idle connections, lease renewal
+
+
+@dataclass
+class Job:
+    """The claimed recipients of one message at one destination domain."""
+
+    message_id: str
+    domain: str
+    rows: list[ClaimedRecipient]
+    started: bool = False
+    ids: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ids = [r.id for r in self.rows]
+
+
+def group(rows: list[ClaimedRecipient]) -> list[Job]:
+    """(message, domain) groups, in claim order: one transaction carries each group."""
+    jobs: dict[tuple[str, str], Job] = {}
+    for r in rows:
+        key = (r.message_id, r.domain)
+        if key not in jobs:
+            jobs[key] = Job(r.message_id, r.domain, [])
+        jobs[key].rows.append(r)
+    for job in jobs.values():
+        job.ids = [r.id for r in job.rows]
+    return list(jobs.values())
+
+
+def session_params(cfg: Config, mail_type: MailType) -> SessionParams:
+    d = cfg.delivery
+    return SessionParams(d.port, cfg.pool(mail_type).helo_name or cfg.server.hostname,
+                         d.connect_timeout, d.command_timeout, d.data_timeout)
+
+
+class Worker:
+    """Delivers one mail type (see the module text). Interface used by ``daemon.Relay``."""
+
+    def __init__(self, mail_type: MailType, cfg: Config, store: Store, resolver: MXResolver,
+                 node_id: str) -> None:
+        self.mail_type = mail_type
+        self.cfg = cfg
+        self.store = store
+        self.resolver = resolver
+        self.node = node_id
+        pool = cfg.pool(mail_type)
+        self.caps = ConnectionCaps.for_pool(pool)
+        self.pacer = Pacer(pool, store.destinations, pool=mail_type.value)
+        self.cache = ConnectionCache(cfg.delivery.idle_connection_seconds)
+        self.transport = Transport(session_params(cfg, mail_type),
+                                   tls_contexts(cfg.delivery.tls_ca_file), self.caps,
+                                   self.cache, SourceAddresses(pool.source_addresses))
+        self.signer = Signer(store.domains)
+        self._secret: bytes | None = None
+        self._jobs: dict[asyncio.Task[None], Job] = {}
+        self._by_domain: Counter[str] = Counter()
+        self._kick = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # ---- the daemon's interface --------------------------------------------------------
+    def wake(self) -> None:
+        """New mail of this type was committed (safe from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._kick.set()  # before run(): the first round claims anyway
+            return
+        try:
+            same = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same = False
+        if same:
+            self._kick.set()
+        else:
+            loop.call_soon_threadsafe(self._kick.set)
+
+    async def run(self) -> None:
+        """Claim and deliver until ``stop()``."""
+        self._loop = asyncio.get_running_loop()
+        keeper = asyncio.create_task(self._housekeeping(), name=f"keeper-{self.mail_type}")
+        try:
+            while not self._stopping:
+                self._kick.clear()
+                if not await self._claim_round():
+                    await self._sleep()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; deliveries under way get ``grace`` seconds, then are cancelled and
+        their rows released (a cut DATA may be delivered twice: RFC 5321 §6.1 allows it)."""
+        self._stopping = True
+        self._kick.set()
+        for task, job in list(self._jobs.items()):
+            if not job.started:
+                task.cancel()
+        if self._jobs:
+            _, late = await asyncio.wait(set(self._jobs), timeout=max(0.0, grace))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for conn in self.cache.drain():
+            await conn.quit(min(1.0, self.cfg.delivery.command_timeout))
+
+    def reload(self, cfg: Config) -> None:
+        """New pool settings (SIGHUP) apply to deliveries started from now on."""
+        self.cfg = cfg
+        pool = cfg.pool(self.mail_type)
+        self.caps.reload(pool)
+        self.pacer.reload(pool)
+        self.cache.idle_seconds = cfg.delivery.idle_connection_seconds
+        self.transport.params = session_params(cfg, self.mail_type)
+        self.transport.sources = SourceAddresses(pool.source_addresses)
+        self.transport.contexts = tls_contexts(cfg.delivery.tls_ca_file)
+
+    # ---- claiming ----------------------------------------------------------------------
+    def _room(self) -> int:
+        """Groups that may be in flight: two waves of the pool's connection budget."""
+        budget = self.caps.max_connections or self.cfg.delivery.batch_size
+        return max(0, 2 * budget - len(self._jobs))
+
+    async def _claim_round(self) -> bool:
+        """Claim and dispatch once; True when a full batch came (claim again at once)."""
+        limit = min(self.cfg.delivery.batch_size, self._room())
+        if limit <= 0:
+            return False
+        rows = await self.store.queue.claim(self.mail_type, limit, self.node,
+                                            self.cfg.delivery.lease_seconds)
+        if not rows:
+            return False
+        now = time.time()
+        late = [r for r in rows if r.expires_at <= now]
+        if late:
+            await self._record(late, [records.expired(r, now) for r in late])
+        started = 0
+        for job in group([r for r in rows if r.expires_at > now]):
+            wait = self._hold_back(job)
+            if wait > 0:
+                await self.store.queue.release(job.ids, time.time() + wait)
+                continue
+            self._spawn(job)
+            started += 1
+        return len(rows) == limit and started > 0
+
+    def _hold_back(self, job: Job) -> float:
+        """Seconds this group must wait before it may start (0: start now)."""
+        if self._by_domain[job.domain] >= 2 * max(1, self.caps.per_domain or 1):
+            return BACKLOG_DELAY  # a full wave is already waiting for this domain
+        # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
+        # the rows back (store.queue.release) instead of holding a lease or a connection.
+        return self.pacer.delay(job.domain, self._transactions(job))
+
+    def _transactions(self, job: Job) -> int:
+        """Messages this group will send: one per recipient when it is personalized."""
+        http = self.cfg.http
+        if self.mail_type == MailType.BROADCAST and http.public_url:
+            return len(job.rows)
+        return 1
+
+    async def _sleep(self) -> None:
+        if self._room() <= 0:
+            timeout = MAX_SLEEP  # a finishing delivery kicks us
+        else:
+            due = self.store.queue.next_due(self.mail_type)
+            timeout = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.01, due - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), timeout)
+
+    def _spawn(self, job: Job) -> None:
+        task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.message_id}")
+        self._jobs[task] = job
+        self._by_domain[job.domain] += 1
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        job = self._jobs.pop(task, None)
+        if job is not None:
+            self._by_domain[job.domain] -= 1
+            if self._by_domain[job.domain] <= 0:
+                del self._by_domain[job.domain]
+        self._kick.set()
+
+    # ---- one delivery ------------------------------------------------------------------
+    async def _deliver(self, job: Job) -> None:
+        recorded = False
+        try:
+            await self.caps.acquire(job.domain)
+            try:
+                if self._stopping:
+                    return
+                job.started = True
+                settled = await self._attempt(job)
+            finally:
+                self.caps.release(job.domain)
+            await self._record(job.rows, self._results(job, settled))
+            recorded = True
+        except Exception:  # a bug in one delivery must not strand its rows
+            log.exception("event=delivery_error message_id=%s domain=%s", job.message_id,
+                          job.domain)
+            oops = local("queue", "4.3.0", "local error in delivery", BounceCategory.OTHER)
+            settled = {rid: Settled(oops, Action.DEFER) for rid in job.ids}
+            with contextlib.suppress(Exception):
+                await self._record(job.rows, self._results(job, settled))
+                recorded = True
+        finally:
+            if not recorded:  # stopped or cancelled before an outcome: back to the queue
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(self.store.queue.release(job.ids, time.time()))
+
+    async def _attempt(self, job: Job) -> dict[int, Settled]:
+        msg = await asyncio.to_thread(self.store.queue.load_message, job.message_id)
+        if msg is None:
+            gone = local("queue", "5.3.0", "message data missing", BounceCategory.OTHER)
+            return {rid: Settled(gone, Action.BOUNCE) for rid in job.ids}
+        envelopes = await self._envelopes(msg, job.rows)
+        mode = (TLSMode.VERIFY if job.domain in self._require_tls() else TLSMode.MAY)
+        attempt = Attempt(self.transport, self.resolver, job.domain, envelopes, mode=mode,
+                          max_addresses=self.cfg.delivery.max_mx_addresses)
+        try:
+            async with asyncio.timeout(self.cfg.delivery.total_deadline):
+                await attempt.run()
+        except TimeoutError:
+            attempt.abort(local("deadline", "4.4.2", "delivery deadline reached",
+                                BounceCategory.CONNECTION))
+        return attempt.results
+
+    def _require_tls(self) -> set[str]:
+        return {d.lower().rstrip(".") for d in self.cfg.delivery.require_tls_domains}
+
+    async def _envelopes(self, msg: StoredMessage, rows: list[ClaimedRecipient]
+                         ) -> list[Envelope]:
+        """The bytes to send: personalized per recipient when needed, then DKIM-signed."""
+        if not needs_personalization(msg.mail_type, msg.track_opens, msg.track_links,
+                                     self.cfg.http):
+            data = await asyncio.to_thread(self.signer.sign, msg.raw, msg.account_id,
+                                           msg.sender)
+            return [Envelope(msg.sender, [(r.id, r.address) for r in rows], data)]
+        # HOOK (personalization): each recipient gets its own copy and its own transaction;
+        # tracking.personalize runs BEFORE signing so the signature covers the final bytes.
+        secret = self._tracking_secret()
+        out = []
+        for r in rows:
+            raw = personalize(msg.raw, message_id=msg.id, recipient=r.address,
+                              mail_type=msg.mail_type, track_opens=msg.track_opens,
+                              track_links=msg.track_links, http_cfg=self.cfg.http,
+                              secret=secret)
+            data = await asyncio.to_thread(self.signer.sign, raw, msg.account_id, msg.sender)
+            out.append(Envelope(msg.sender, [(r.id, r.address)], data))
+        return out
+
+    def _tracking_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = tracking_secret(self.cfg.http, self.store.settings)
+        return self._secret
+
+    def _results(self, job: Job, settled: dict[int, Settled]) -> list[DeliveryResult]:
+        now = time.time()
+        out = []
+        for row in job.rows:
+            s = settled.get(row.id)
+            if s is None:
+                continue
+            o = s.outcome
+            if s.action == Action.DEFER and o.code:
+                self.pacer.note_reply(job.domain, o.code, o.status, o.text)
+            out.append(records.to_result(row, s, self.cfg.delivery, now))
+        return out
+
+    async def _record(self, rows: list[ClaimedRecipient], results: list[DeliveryResult]
+                      ) -> None:
+        await self.store.queue.record(results)
+        by_id = {r.id: r for r in rows}
+        for res in results:
+            records.observe(self.mail_type, by_id[res.recipient_id], res)
+
+    # ---- housekeeping ------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        """Close idle connections past their time; renew the leases of rows in flight."""
+        renew_at = time.monotonic() + self.cfg.delivery.lease_seconds / 3
+        while True:
+            await asyncio.sleep(TICK)
+            for conn in self.cache.expired():
+                await conn.quit(min(1.0, self.cfg.delivery.command_timeout))
+            if time.monotonic() >= renew_at and self._jobs:
+                lease = self.cfg.delivery.lease_seconds
+                ids = [i for job in list(self._jobs.values()) for i in job.ids]
+                try:
+                    await self.store.queue.extend(ids, self.node, time.time() + lease)
+                except Exception:  # a failed renewal only risks a re-delivery
+                    log.exception("event=lease_renewal_failed count=%d", len(ids))
+                renew_at = time.monotonic() + lease / 3

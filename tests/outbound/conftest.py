@@ -1,0 +1,52 @@
+"""Fixtures for delivery tests: the two workers fed straight through the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from helo_smtp.config import Config
+from helo_smtp.daemon import lifetimes
+from helo_smtp.store import Store
+from tests.support.outbound import WorkerRig
+from tests.support.relay import Tenant, base_config, make_tenant
+
+#: Short timeouts so failure paths finish in well under a second or two.
+FAST = {"connect_timeout": 2.0, "command_timeout": 2.0, "data_timeout": 3.0,
+        "total_deadline": 8.0, "idle_connection_seconds": 5.0, "lease_seconds": 30.0}
+
+
+@dataclass
+class Rig:
+    cfg: Config
+    store: Store
+    tenant: Tenant
+    workers: WorkerRig
+
+
+@pytest.fixture
+def make_cfg(tmp_path, dns_server, mx_port, server_cert):
+    def make(**overrides) -> Config:
+        overrides["delivery"] = {**FAST, **overrides.get("delivery", {})}
+        return base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port,
+                           cert=server_cert, **overrides)
+    return make
+
+
+@pytest.fixture
+def rig_factory(make_cfg):
+    """``rig_factory(**config_overrides)`` -> Rig with both workers running."""
+    made: list[Rig] = []
+
+    def make(**overrides) -> Rig:
+        cfg = make_cfg(**overrides)
+        store = Store.open(cfg.server.database, lifetimes(cfg))
+        rig = Rig(cfg, store, make_tenant(store), WorkerRig(cfg, store))
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.workers.stop()
+        rig.store.close()
