@@ -31,28 +31,38 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--seconds", type=float, default=15.0, help="length of one accept run")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of one accept run")
     p.add_argument("--count", type=int, default=None,
                    help="messages per accept run instead of --seconds (smoke runs)")
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--source-count", type=int, default=10_000,
                    help="messages per smtp-source ceiling run")
-    p.add_argument("--iso-messages", type=int, default=100_000,
-                   help="broadcast backlog for the isolation and memory runs (0: skip)")
+    p.add_argument("--iso-messages", type=int, default=10_000,
+                   help="broadcast backlog submitted over SMTP for the isolation run (0: skip)")
+    p.add_argument("--memory-messages", type=int, default=100_000,
+                   help="helo-smtp memory run: bulk-filled undeliverable backlog (0: skip)")
+    p.add_argument("--memory-seconds", type=float, default=90.0,
+                   help="how long to watch helo-smtp work through that backlog")
     p.add_argument("--drain-seconds", type=float, default=60.0,
                    help="transactional probes while the backlog drains")
-    p.add_argument("--slow-delay", type=float, default=1.0,
-                   help="smtp-sink -w: seconds the broadcast destination waits at DATA")
+    p.add_argument("--slow-delay", type=int, default=1,
+                   help="smtp-sink -w: whole seconds the broadcast destination waits at DATA")
     p.add_argument("--queue-sizes", default="1000,100000,1000000",
                    help="queued rows for the claim-time runs (empty: skip)")
     p.add_argument("--claim-batches", type=int, default=30)
     p.add_argument("--relays", default="postfix,helo-smtp")
     p.add_argument("--profile", action="store_true",
                    help="after the rounds, sample helo-smtp with py-spy during one run per mode")
+    p.add_argument("--whatif", default="",
+                   help="also run helo-smtp with a bench.whatif experiment (e.g. fast_dkim),"
+                        " interleaved with Postfix, reported apart from the main numbers")
+    p.add_argument("--whatif-rounds", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     p.add_argument("--report", action="store_true",
                    help="write docs/benchmarks.md and the charts from the results")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--idle-seconds", type=float, default=3.0,
+                   help="how long to watch the idle machine before and after the run")
     return p.parse_args(argv)
 
 
@@ -85,24 +95,39 @@ def throughput(env: Env, args: argparse.Namespace, names: list[str]) -> dict[str
               for n in names}
     rounds = []
     for r in range(args.rounds):
-        order = names if r % 2 == 0 else names[::-1]  # interleaved, alternating who goes first
-        runs = []
-        for name in order:
-            for persistent in (False, True):
-                res = _accept(relays[name], sink, args, persistent)
-                res.update(relay=name, mode="persistent" if persistent else "per_connection")
-                log(f"round {r + 1} {name:9} {res['mode']:14} accept {res['accept_rate']:7.1f}/s"
-                    f" e2e {res['e2e_rate'] or 0:7.1f}/s errors {res['errors']}")
-                runs.append(res)
+        runs = _round(r, relays, sink, args)
         ceilings = _ceilings(env, sink, args)
         log(f"round {r + 1} ceilings " + ", ".join(
             f"{k} {v['rate']:.0f}/s" for k, v in ceilings.items()))
         rounds.append({"round": r + 1, "runs": runs, "ceilings": ceilings})
     prof = _profile(relays.get("helo-smtp"), sink, env, args) if args.profile else None
+    whatif = None
+    if args.whatif and "helo-smtp" in relays:
+        relays["helo-smtp"].stop()
+        relays["helo-smtp"] = env.helo("helo-whatif", whatif=(args.whatif,))
+        whatif = {"experiment": args.whatif,
+                  "rounds": [{"round": r + 1, "runs": _round(r, relays, sink, args)}
+                             for r in range(args.whatif_rounds)]}
     for relay in relays.values():
         relay.stop()
     sink.stop()
-    return {"rounds": rounds, "profile": prof}
+    return {"rounds": rounds, "profile": prof, "whatif": whatif}
+
+
+def _round(r: int, relays: dict[str, Any], sink: CSink, args: argparse.Namespace
+           ) -> list[dict[str, Any]]:
+    """Every relay in both connection modes; who goes first alternates between rounds."""
+    names = list(relays)
+    order = names if r % 2 == 0 else names[::-1]
+    runs = []
+    for name in order:
+        for persistent in (False, True):
+            res = _accept(relays[name], sink, args, persistent)
+            res.update(relay=name, mode="persistent" if persistent else "per_connection")
+            log(f"round {r + 1} {name:9} {res['mode']:14} accept {res['accept_rate']:7.1f}/s"
+                f" e2e {res['e2e_rate'] or 0:7.1f}/s errors {res['errors']}")
+            runs.append(res)
+    return runs
 
 
 def _profile(relay: Any, sink: CSink, env: Env, args: argparse.Namespace) -> Any:
@@ -152,11 +177,15 @@ def run(args: argparse.Namespace, layout: Layout | None = None) -> dict[str, Any
     env = Env(layout or Layout(), keep=args.keep).start()
     result: dict[str, Any] = {"machine": machine.facts(), "params": vars(args),
                               "command": " ".join(sys.argv), "started": time.time(),
-                              "idle_before": idle_load()}
+                              "idle_before": idle_load(args.idle_seconds)}
     try:
         result["throughput"] = throughput(env, args, names)
         if args.iso_messages:
             result["isolation"] = isolation(env, args, names)
+        if args.memory_messages and "helo-smtp" in names:
+            log(f"memory: helo-smtp on {args.memory_messages:,} bulk-filled messages")
+            result["helo_memory"] = scenarios.helo_memory(
+                env, messages=args.memory_messages, seconds=args.memory_seconds, log=log)
         sizes = [int(s) for s in args.queue_sizes.split(",") if s]
         if sizes:
             log("queue scaling: " + ", ".join(f"{s:,}" for s in sizes))
@@ -164,7 +193,7 @@ def run(args: argparse.Namespace, layout: Layout | None = None) -> dict[str, Any
                                                         batches=args.claim_batches)
     finally:
         env.close()
-    result["idle_after"] = idle_load()
+    result["idle_after"] = idle_load(args.idle_seconds)
     result["finished"] = time.time()
     return result
 

@@ -102,20 +102,21 @@ class Env:
     def postfix(self, name: str) -> PrivatePostfix:
         lay = self.layout
         pf = PrivatePostfix(self.workdir / name, lay.relay_ip, procs.free_port([lay.relay_ip]),
-                            f"{lay.tx_ip}:{self.sink_port}", self.routes(), cert=self.cert,
-                            extra={"inet_interfaces": lay.relay_ip})
+                            f"{lay.tx_ip}:{self.sink_port}", self.routes(), cert=self.cert)
         pf.setup().start()
         self._stoppers.append(pf)
         return pf
 
-    def helo(self, name: str) -> HeloRelay:
+    def helo(self, name: str, whatif: tuple[str, ...] = (), start: bool = True) -> HeloRelay:
         lay = self.layout
         port, bport = procs.free_port([lay.relay_ip]), procs.free_port([lay.relay_ip])
         while bport == port:
             bport = procs.free_port([lay.relay_ip])
         relay = HeloRelay(self.workdir / name, lay.relay_ip, port, bport, self.cert,
-                          self.dns.port, self.sink_port, HELO_OVERRIDES)
-        relay.setup().start()
+                          self.dns.port, self.sink_port, HELO_OVERRIDES, whatif)
+        relay.setup()
+        if start:
+            relay.start()
         self._stoppers.append(relay)
         return relay
 

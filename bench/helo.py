@@ -95,6 +95,7 @@ class HeloRelay:
     dns_port: int
     delivery_port: int
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    whatif: tuple[str, ...] = ()  # bench.whatif experiments to load first (never by default)
     username: str = ""
     password: str = ""
     _proc: subprocess.Popen[bytes] | None = None
@@ -138,11 +139,12 @@ class HeloRelay:
 
     def command(self) -> list[str]:
         cfg = str(self.root / "helo.toml")
+        pre = "".join(f"import bench.whatif; bench.whatif.{w}(); " for w in self.whatif)
         if _cli_has_serve():
             # what the console script runs: helo-smtp serve --config FILE
-            return [sys.executable, "-c", "from helo_smtp.cli import main; main()", "serve",
-                    "--config", cfg]
-        code = ("import asyncio, logging; from helo_smtp import config, daemon; "
+            return [sys.executable, "-c", pre + "from helo_smtp.cli import main; main()",
+                    "serve", "--config", cfg]
+        code = (pre + "import asyncio, logging; from helo_smtp import config, daemon; "
                 "logging.basicConfig(level=logging.INFO); "
                 f"asyncio.run(daemon.serve(config.load({cfg!r})))")
         return [sys.executable, "-c", code]

@@ -102,6 +102,8 @@ class PrivatePostfix:
             "alias_maps": "",
             "alias_database": "",
             "biff": "no",
+            # Must name a real interface address; the smtpd listener itself binds
+            # ``address:port`` from master.cf (any 127.0.0.0/8 address).
             "inet_interfaces": "127.0.0.1",
             "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.1/32",
@@ -151,7 +153,8 @@ class PrivatePostfix:
         done = subprocess.run([_tool("postfix"), "-c", str(self.root), *args],
                               capture_output=True, check=False, timeout=60)
         if check and done.returncode != 0:
-            raise RuntimeError(f"postfix {' '.join(args)} failed: {self.log_tail()}")
+            raise RuntimeError(f"postfix {' '.join(args)} failed ({done.returncode}): "
+                               f"{done.stderr.decode(errors='replace')[-500:]} {self.log_tail()}")
         return done
 
     def log_tail(self, n: int = 2000) -> str:

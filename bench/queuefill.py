@@ -75,6 +75,40 @@ def fill(path: str, broadcast_rows: int, transactional_rows: int = 1000,
     return time.perf_counter() - t0
 
 
+def fill_backlog(path: str, messages: int, domain: str) -> float:
+    """Queue ``messages`` broadcast messages of 4 KiB, one recipient each at ``domain``, for the
+    tenant already in the store at ``path`` (bench/helo.py made it). Returns seconds taken."""
+    from bench.client import make_message
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    account, channel = conn.execute("SELECT account_id, id FROM channels LIMIT 1").fetchone()
+    sender = conn.execute("SELECT name FROM domains LIMIT 1").fetchone()[0]
+    t0 = time.perf_counter()
+    conn.execute("PRAGMA synchronous = OFF")  # bench-only: a fill, not a relay
+    conn.execute("BEGIN")
+    now = time.time()
+    for start in range(0, messages, 10_000):
+        msgs, rcpts = [], []
+        for i in range(start, min(messages, start + 10_000)):
+            mid, rcpt = str(uuid.uuid4()), f"reader{i}@{domain}"
+            raw = make_message(f"app@{sender}", rcpt, f"bulk{i}")
+            msgs.append((mid, account, channel, "broadcast", f"app@{sender}", "bulk",
+                         len(raw), raw, now))
+            rcpts.append((mid, rcpt, domain, "broadcast", now, now + 172_800, now))
+        conn.executemany(
+            "INSERT INTO messages (id, account_id, channel_id, mail_type, sender, subject,"
+            " size, raw, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)",
+            msgs)
+        conn.executemany(
+            "INSERT INTO recipients (message_id, address, domain, mail_type, state,"
+            " next_attempt_at, expires_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            rcpts)
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return time.perf_counter() - t0
+
+
 async def _claims(store: Store, mail_type: MailType, batches: int, batch: int
                   ) -> tuple[list[float], int]:
     times, got = [], 0

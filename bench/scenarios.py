@@ -148,16 +148,18 @@ async def _with_probe(probe: Probe, work: Any) -> Any:
 
 
 def _wait(cond: Callable[[], bool], timeout: float, every: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
+    """Poll ``cond`` (often at first, then every ``every`` s: counting 100k queue files costs)."""
+    start = time.monotonic()
     while not cond():
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if waited > timeout:
             return False
-        time.sleep(every)
+        time.sleep(min(every, 0.25 + waited / 4))
     return True
 
 
 def isolation_and_memory(env: Env, make_relay: Callable[[], Relay], *, messages: int,
-                         drain_seconds: float, slow_delay: float, log: Log,
+                         drain_seconds: float, slow_delay: int, log: Log,
                          settle_timeout: float = 600.0) -> dict[str, Any]:
     """See the module docstring. Returns memory, fill and latency data for one relay."""
     lay = env.layout
@@ -194,11 +196,41 @@ def isolation_and_memory(env: Env, make_relay: Callable[[], Relay], *, messages:
         stamps.stop()
 
 
+def helo_memory(env: Env, *, messages: int, seconds: float, log: Log) -> dict[str, Any]:
+    """helo-smtp started on a store already holding ``messages`` undeliverable broadcast
+    messages (4 KiB, bulk-filled: accepting 100k through SMTP takes longer than the whole run
+    may), the destination answering 451: RSS while it works through them for ``seconds``."""
+    from bench import queuefill
+
+    bc_sink = env.track(CSink(env.layout.bc_ip, env.sink_port, "-r", "rcpt", "-b",
+                              "451 4.3.0 Try again later").start())
+    relay = env.helo("helo-mem", start=False)
+    fill_s = queuefill.fill_backlog(relay.db_path, messages, BC_DOMAIN)
+    log(f"  bulk-filled {messages:,} messages in {fill_s:.0f} s; starting helo-smtp")
+    relay.start()
+    sampler = Sampler(relay, queue_every=10.0).start()
+    try:
+        t0 = time.time()
+        settled = _wait(lambda: relay.settled(messages), seconds, every=5.0)
+        out = {"messages": messages, "fill_seconds": fill_s, "seconds": time.time() - t0,
+               "peak_rss": sampler.peak, "peak_rss_hwm": relay.peak_rss_bytes(),
+               "rss_after": relay.rss_bytes(), "pss_after": relay.pss_bytes(),
+               "attempted": relay.attempted(), "queued": relay.queued(), "settled": settled,
+               "rss_series": sampler.rss, "t0": t0}
+        log(f"  {out['attempted']:,} tried in {out['seconds']:.0f} s;"
+            f" peak RSS {out['peak_rss'] / 2**20:.0f} MiB")
+        return out
+    finally:
+        sampler.stop()
+        relay.stop()
+        bc_sink.stop()
+
+
 def _drain(env: Env, relay: Relay, probe: Probe, bc_sink: CSink, seconds: float,
-           delay: float) -> dict[str, Any]:
+           delay: int) -> dict[str, Any]:
     """Slow accepting broadcast destination, everything due now, probes for ``seconds``."""
     bc_sink.stop()
-    slow = env.track(CSink(env.layout.bc_ip, env.sink_port, "-w", f"{delay:g}").start())
+    slow = env.track(CSink(env.layout.bc_ip, env.sink_port, "-w", str(delay)).start())
     try:
         relay.flush()
         start = time.time()

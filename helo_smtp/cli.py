@@ -55,12 +55,16 @@ class HeloGroup(click.Group):
              **extra: Any) -> int:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `helo-smtp queue`: the menu
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            return 0
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             return _fail(exc.format_message() + hint, exc.exit_code)
         except click.ClickException as exc:
             return _fail(exc.format_message(), exc.exit_code)
-        except click.Abort:
+        except click.Abort:  # a refused confirmation, ^C or EOF at a prompt
+            click.echo(err=True)  # end the prompt's line, as click does
             return _fail("aborted", 1)
         except _INPUT_ERRORS as exc:
             return _fail(str(exc), 1)
@@ -118,11 +122,7 @@ def init() -> None:
     """
     a = app()
     path = a.config_path
-    if not Path(path).exists():
-        raise UsageError(f"{path}: no such config file; copy config/helo-smtp.example.toml "
-                         "(production) or config/dev.toml (local use) there and edit it, or "
-                         "pass --config")
-    cfg = a.cfg
+    cfg = a.cfg  # a missing file is an error: init never invents a config
     db = cfg.server.database
     existed, applied = _migrate(db)
     cert = tlscert.ensure(cfg.tls.cert_file, cfg.tls.key_file, cfg.server.hostname)
@@ -178,7 +178,7 @@ def check_config() -> None:
         note(f"warning: {w}")
     rows = cli_config.effective(cfg)
     emit({"file": cfg.source, "settings": rows, "warnings": result.warnings},
-         lambda d: _print_settings(d))
+         _print_settings)
 
 
 def _print_settings(d: dict[str, Any]) -> None:

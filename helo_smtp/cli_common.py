@@ -68,7 +68,13 @@ class App:
     @property
     def cfg(self) -> Config:
         if self._cfg is None:
-            self._cfg = config_mod.load(self.config_path)
+            path = self.config_path
+            if not Path(path).exists():
+                raise UsageError(f"{path}: no such config file; copy "
+                                 "config/helo-smtp.example.toml (production) or config/dev.toml "
+                                 "(local use) there and edit it, or pass --config / set "
+                                 f"${config_mod.ENV_VAR}")
+            self._cfg = config_mod.load(path)
         return self._cfg
 
     @property
@@ -188,12 +194,13 @@ class Since(click.ParamType):
 
 # ---- output -------------------------------------------------------------------------------
 def plain(value: Any, key: str = "") -> Any:
-    """JSON-ready data: ``*_at`` / ``at`` times as ISO 8601 UTC, enums and objects as text."""
+    """JSON-ready data: times (``at``, ``*_at``, ``*_until``) as ISO 8601 UTC, enums and
+    other objects as text."""
     if isinstance(value, dict):
         return {k: plain(v, k) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    if (key == "at" or key.endswith("_at") or key == "lease_until") and \
+    if (key == "at" or key.endswith(("_at", "_until"))) and \
             isinstance(value, int | float) and not isinstance(value, bool):
         return iso(value)
     if isinstance(value, bytes):

@@ -64,6 +64,9 @@ class Relay:
         self.ports = await self.inbound.start()
         self._tasks = [asyncio.create_task(w.run(), name=f"worker-{mt}")
                        for mt, w in self.workers.items()]
+        if self.workers:  # several nodes on PostgreSQL: their enqueues wake our workers too
+            self._tasks.append(asyncio.create_task(self.store.queue.listen(self.wake),
+                                                   name="queue-notify"))
         await self._start_http()
         metrics.register_queue(self.store.queue.depth_by_type)
 

@@ -47,17 +47,22 @@ def _walk(cmd: click.Command, ctx: click.Context) -> Iterator[tuple[click.Comman
             sub = cmd.commands[name]
             if sub.hidden:
                 continue
-            yield from _walk(sub, click.Context(sub, info_name=name, parent=ctx,
-                                                terminal_width=HELP_WIDTH,
-                                                max_content_width=HELP_WIDTH))
+            yield from _walk(sub, _context(sub, name, ctx))
+
+
+def _context(cmd: click.Command, name: str, parent: click.Context | None) -> click.Context:
+    """A context as click builds it (the command's context_settings, e.g. ``-h``), with a
+    fixed width so the text does not depend on the terminal."""
+    settings = {**cmd.context_settings, "terminal_width": HELP_WIDTH,
+                "max_content_width": HELP_WIDTH}
+    return click.Context(cmd, info_name=name, parent=parent, **settings)
 
 
 def commands() -> list[tuple[str, click.Command, click.Context]]:
     """(command path, command, context) for the root and every visible command."""
     from helo_smtp.cli import cli
 
-    root = click.Context(cli, info_name="helo-smtp", terminal_width=HELP_WIDTH,
-                         max_content_width=HELP_WIDTH)
+    root = _context(cli, "helo-smtp", None)
     return [(ctx.command_path, cmd, ctx) for cmd, ctx in _walk(cli, root)]
 
 
@@ -77,8 +82,9 @@ Conventions shared by every command:
 - Bad input (unknown id, duplicate name, bad address, bad domain, bad choice) exits non-zero with
   one `Error:` line on stderr, never a traceback. Remarks for people go to stderr too, so stdout
   can be piped.
-- The commands work while the relay runs (same SQLite file, WAL) and take effect without a
-  restart.
+- The commands work while the relay runs (same database; SQLite in WAL mode) and take effect
+  without a restart: queue, credential, account and suppression changes at once, channel and
+  domain changes within a few seconds (at once after SIGHUP, see operations.md).
 
 How credential secrets are stored: [credentials.md](credentials.md).
 """

@@ -34,7 +34,11 @@ REDACTED = "[redacted]"
 MIN_SECRET = 6  # shorter strings would redact ordinary words
 MAX_SECRETS = 65536  # registered strings kept (oldest dropped): bounded memory
 
-_AUTH_RE = re.compile(r"(?i)(\bAUTH\s+(?:PLAIN|LOGIN)\s+)([A-Za-z0-9+/=]+|\*+)")
+# The initial response after AUTH PLAIN / AUTH LOGIN (RFC 4954 §4), not the next mechanism
+# name of an EHLO line ("250 AUTH PLAIN LOGIN").
+_MECHANISMS = r"(?:PLAIN|LOGIN|CRAM-MD5|DIGEST-MD5|XOAUTH2|OAUTHBEARER|EXTERNAL|GSSAPI|NTLM)"
+_AUTH_RE = re.compile(
+    rf"(?i)(\bAUTH\s+(?:PLAIN|LOGIN)\s+)(?!{_MECHANISMS}(?![A-Za-z0-9+/=]))([A-Za-z0-9+/=]+)")
 _FIELD_RE = re.compile(
     r"""(?i)(\b(?:secret|password|passwd)\s*[=:]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s,;]+)""")
 _BARE_RE = re.compile(r'^[^\s"=\\]+$')

@@ -4,19 +4,20 @@ Domains are checked as host names (RFC 1123 §2.1 letters-digits-hyphen labels, 
 lengths) after IDNA conversion (RFC 5891, UTS #46 mapping via the ``idna`` library), so a
 Unicode name is stored as its A-label form, the form DNS lookups and DKIM ``d=`` use.
 
-Mailboxes get the RFC 5321 §4.1.2 check: dot-atom or quoted-string local part of at most 64
-octets, a domain as above or an address literal, 254 characters in all (RFC 5321 §4.5.3.1 with
-the path's angle brackets removed). UTF-8 in the local part is allowed (RFC 6531).
+Mailboxes are checked by the inbound listener's own validator (``inbound/addresses.py``: RFC
+5321 §4.1.2 Dot-string local part, RFC 6531 UTF-8 allowed), so the CLI accepts exactly the
+addresses the relay accepts in RCPT.
 
 Both raise ``ValueError`` with a one-line reason that does not repeat the input.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 import idna
+
+from helo_smtp.inbound import addresses
 
 MAX_DOMAIN = 253  # RFC 1035 §2.3.4: 255 octets on the wire = 253 characters in text form
 MAX_LABEL = 63
@@ -24,10 +25,6 @@ MAX_LOCAL = 64
 MAX_ADDRESS = 254
 
 _LDH = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
-# RFC 5322 atext, plus any non-ASCII character for RFC 6531 (SMTPUTF8) local parts.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
-_DOT_ATOM = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
-_QUOTED = re.compile(r'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"$')
 
 
 def domain_to_ascii(name: str) -> str:
@@ -83,41 +80,39 @@ def is_domain(name: str) -> bool:
 
 def check_address(text: str) -> str:
     """The address stripped of blanks and angle brackets; ``ValueError`` when it is not a
-    mailbox. Case is kept (the local part is case-sensitive in principle; stores lower it)."""
+    mailbox. Case is kept (stores lower it).
+
+    The decision is the inbound listener's (``inbound.addresses.check_mailbox`` with SMTPUTF8
+    allowed), so an operator can suppress exactly the addresses the relay accepts in RCPT;
+    this function only adds a reason a person can act on.
+    """
     addr = text.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
-    if not addr:
-        raise ValueError("empty address")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in addr):
-        raise ValueError("address contains control characters")
-    if len(addr) > MAX_ADDRESS:
-        raise ValueError(f"address longer than {MAX_ADDRESS} characters")
+    if addresses.check_mailbox(addr, smtputf8=True) is None:
+        return addr
+    raise ValueError(_address_reason(addr))
+
+
+def _address_reason(addr: str) -> str:
     local, at, domain = addr.rpartition("@")
-    if not at or not local:
-        raise ValueError("address needs a local part, an @ and a domain")
-    if len(local.encode("utf-8")) > MAX_LOCAL:
-        raise ValueError(f"local part longer than {MAX_LOCAL} octets")
-    if not (_DOT_ATOM.match(local) or _QUOTED.match(local)):
-        raise ValueError("local part is not a dot-atom or quoted string")
-    _check_mail_domain(domain)
-    return addr
-
-
-def _check_mail_domain(domain: str) -> None:
-    if domain.startswith("[") and domain.endswith("]"):
-        literal = domain[1:-1]
-        # RFC 5321 §4.1.3: IPv4 literals are bare, IPv6 ones carry the "IPv6:" tag.
-        v6 = literal[:5].lower() == "ipv6:"
-        try:
-            if v6:
-                ipaddress.IPv6Address(literal[5:])
-            else:
-                ipaddress.IPv4Address(literal)
-        except ValueError:
-            raise ValueError("address literal is not an IP address") from None
-        return
-    domain_to_ascii(domain)
+    if not addr:
+        return "empty address"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in addr):
+        return "address contains control characters"
+    if len(addr.encode("utf-8", "surrogateescape")) > MAX_ADDRESS:
+        return f"address longer than {MAX_ADDRESS} octets"
+    if not at or not local or not domain:
+        return "address needs a local part, an @ and a domain"
+    if len(local.encode("utf-8", "surrogateescape")) > MAX_LOCAL:
+        return f"local part longer than {MAX_LOCAL} octets"
+    try:
+        domain_to_ascii(domain)
+    except ValueError as exc:
+        return str(exc)
+    if addresses.ascii_domain(domain) is None:
+        return "domain is not a valid host name"
+    return "local part is not a dot-string (RFC 5321 §4.1.2)"
 
 
 def is_address(text: str) -> bool:

@@ -44,7 +44,8 @@ OPEN, CLICK, UNSUBSCRIBE = "o", "c", "u"
 _KINDS = frozenset({OPEN, CLICK, UNSUBSCRIBE})
 _NONCE = 12
 _TAG = 16
-MAX_TOKEN_CHARS = 8192  # longer path segments are refused before any crypto
+MAX_TOKEN_CHARS = 6000  # longer path segments are refused before any crypto
+MAX_TRACKED_URL = 2000  # longer links stay untracked: their click URL would not fit a request line
 SECRET_SETTING = "tracking_key"
 _MAX_DEPTH = 16  # nested multiparts deeper than this are left alone
 
@@ -336,7 +337,7 @@ def _trackable(href: str, text: str, own_base: str) -> bool:
     """http(s) links only; never mailto:, never our own URLs, never an unsubscribe link (a
     tracked unsubscribe would count as a click and hides the real target from filters)."""
     url = href.strip()
-    if not url.lower().startswith(("http://", "https://")):
+    if len(url) > MAX_TRACKED_URL or not url.lower().startswith(("http://", "https://")):
         return False
     if own_base and url.startswith(own_base + "/"):
         return False

@@ -26,12 +26,13 @@ from helo_smtp.inbound.auth import Authenticator, AuthGuard
 from helo_smtp.inbound.capacity import Capacity
 from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
-from helo_smtp.inbound.protocol import HeloSMTP
+from helo_smtp.inbound.protocol import TLS_SHUTDOWN_TIMEOUT, HeloSMTP
 from helo_smtp.models import MailType
 
 log = logging.getLogger("helo_smtp.smtp")
 
 DRAIN_POLL = 0.05
+CLOSE_WAIT = 0.2  # seconds closed sessions get to finish before they are dropped
 
 
 class InboundServer:
@@ -64,7 +65,8 @@ class InboundServer:
                 server = await loop.create_server(
                     lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port,
                     ssl=self.tls_context if implicit else None,
-                    ssl_handshake_timeout=self.cfg.tls.handshake_timeout if implicit else None)
+                    ssl_handshake_timeout=self.cfg.tls.handshake_timeout if implicit else None,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if implicit else None)
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
                 ports[lc.name or f"{lc.address}:{lc.port}"] = port
@@ -112,8 +114,11 @@ class InboundServer:
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.sessions and loop.time() < deadline:
-            for session in list(self.sessions):
+        while loop.time() < deadline:
+            open_ = [s for s in self.sessions if not s.closing]
+            if not open_:
+                break
+            for session in open_:
                 if not session.in_transaction:
                     session.close_with(CATALOG["shutting_down"])
             await asyncio.sleep(DRAIN_POLL)
@@ -123,9 +128,11 @@ class InboundServer:
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
-        end = loop.time() + 1.0
-        while self.sessions and loop.time() < end:  # let connection_lost run
-            await asyncio.sleep(DRAIN_POLL)
+        end = loop.time() + CLOSE_WAIT  # replies flushed, TLS close_notify sent; then drop
+        while self.sessions and loop.time() < end:
+            await asyncio.sleep(DRAIN_POLL / 5)
+        for session in list(self.sessions):
+            session.abort()
 
     def _close_servers(self) -> None:
         for server in self._servers:

@@ -96,7 +96,7 @@ def _fill_part(part: Any, data: dict[str, Any]) -> None:
     subtype = part.get_content_subtype()
     if subtype not in ("plain", "html"):
         return
-    text = part.get_content()
+    text = part.get_content().replace("\r\n", "\n")  # the generator writes CRLF again
     filled = templates.render(text, data, html_part=subtype == "html")
     if filled != text:
         part.set_content(filled, subtype=subtype, charset="utf-8",

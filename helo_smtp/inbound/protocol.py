@@ -40,6 +40,9 @@ log = logging.getLogger("helo_smtp.smtp")
 
 # RFC 5321 §4.5.3.1.4: 512 octets, plus what SIZE= (RFC 1870) and SMTPUTF8 (RFC 6531) add.
 MAIL_LINE_LIMIT = 512 + 26 + 10
+# How long a closing TLS session waits for the client's close_notify (asyncio's default: 30 s,
+# during which the connection still counts against the caps).
+TLS_SHUTDOWN_TIMEOUT = 5.0
 
 
 class HeloSession(Session):
@@ -66,7 +69,7 @@ class HeloSMTP(SMTP):
         self.auth_failures = 0
         self.busy = False  # committing a message: no timer or drain may cut the session
         self._command: str | None = None
-        self._admitted = self._refused = False
+        self._admitted = self._refused = self._lost = False
         self._lifetime: asyncio.TimerHandle | None = None
         # aiosmtpd keeps this dict on the class, shared by every connection: make it ours.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
@@ -114,8 +117,9 @@ class HeloSMTP(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._refused:
+        if self._refused or self._lost:
             return
+        self._lost = True
         if self._admitted:
             self._admitted = False
             self.inbound.release(self)
@@ -150,13 +154,24 @@ class HeloSMTP(SMTP):
     def in_transaction(self) -> bool:
         return self.busy or (self.envelope is not None and self.envelope.mail_from is not None)
 
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     def close_with(self, reply: Reply) -> None:
-        """Write a closing reply straight to the transport and close it."""
+        """Write a closing reply straight to the transport and close it (after a TLS
+        close_notify, which the client may never answer: see ``abort``)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         transport.write(f"{reply.line()}\r\n".encode())  # type: ignore[attr-defined]
         transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, without waiting for the client."""
+        for transport in (self.transport, self._original_transport):
+            if transport is not None:
+                transport.abort()  # type: ignore[attr-defined]
 
     # ---- replies --------------------------------------------------------------------------
     async def push(self, status: Any) -> None:
@@ -216,7 +231,8 @@ class HeloSMTP(SMTP):
         waiter = self.loop.create_future()
         self._tls_protocol = sslproto.SSLProtocol(
             self.loop, self, self.tls_context, waiter, server_side=True,
-            ssl_handshake_timeout=self._handshake_timeout)
+            ssl_handshake_timeout=self._handshake_timeout,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         self._original_transport = self.transport
         assert self._original_transport is not None
         self._original_transport.set_protocol(self._tls_protocol)
@@ -227,7 +243,10 @@ class HeloSMTP(SMTP):
         except OSError as exc:  # SSLError, handshake timeout (ConnectionAbortedError), reset
             log.info("event=tls_failed client_ip=%s error=%s", self.client_ip,
                      type(exc).__name__)
+            # The SSL layer tells its app protocol about the lost connection only after a
+            # completed handshake: end the session here (as aiosmtpd does for this case).
             self._original_transport.close()
+            self.connection_lost(exc)
 
     # ---- greeting -------------------------------------------------------------------------
     async def smtp_EHLO(self, arg: str | None) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger("helo_smtp.pacing")
 
 MIN_FACTOR = 1 / 16  # a slowed domain never drops below 1/16 of its configured rate
 HOLDOFF = 60.0  # replies within this many seconds of a trigger do not compound it again
+EPSILON = 1e-9  # tokens
 MAX_BUCKETS = 10_000  # idle, full per-domain buckets beyond this are forgotten
 
 _THROTTLE_TEXT = re.compile(
@@ -79,7 +80,8 @@ class TokenBucket:
             return 0.0
         self.refill(now)
         need = min(n, self.capacity)
-        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
+        # EPSILON: float refills land a hair short of whole tokens; never ask for a 1e-17 s wait.
+        return 0.0 if self.tokens >= need - EPSILON else (need - self.tokens) / self.rate
 
     def take(self, n: float) -> None:
         if self.rate > 0:

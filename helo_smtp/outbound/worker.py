@@ -45,8 +45,10 @@ from helo_smtp.tracking import needs_personalization, personalize, tracking_secr
 log = logging.getLogger("helo_smtp.delivery")
 
 MAX_SLEEP = 5.0  # poll at least this often (leases of other nodes lapse silently)
-BACKLOG_DELAY = 2.0  # a group whose domain has a full wave waiting comes back after this
 TICK = 1.0  # housekeeping period: idle connections, lease renewal
+FIRST_GUESS = 0.5  # seconds a delivery to an unknown domain is assumed to take
+MIN_BACKLOG_DELAY, MAX_BACKLOG_DELAY = 0.1, 30.0
+DURATION_DOMAINS = 10_000  # domains whose delivery time is remembered
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Worker:
         self._secret: bytes | None = None
         self._jobs: dict[asyncio.Task[None], Job] = {}
         self._by_domain: Counter[str] = Counter()
+        self._seconds: dict[str, float] = {}  # moving average of a delivery, per domain
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -188,6 +191,8 @@ class Worker:
             wait = self._hold_back(job)
             if wait > 0:
                 await self.store.queue.release(job.ids, time.time() + wait)
+                log.debug("event=held_back mail_type=%s domain=%s rows=%d seconds=%.3f",
+                          self.mail_type.value, job.domain, len(job.ids), wait)
                 continue
             self._spawn(job)
             started += 1
@@ -195,8 +200,12 @@ class Worker:
 
     def _hold_back(self, job: Job) -> float:
         """Seconds this group must wait before it may start (0: start now)."""
-        if self._by_domain[job.domain] >= 2 * max(1, self.caps.per_domain or 1):
-            return BACKLOG_DELAY  # a full wave is already waiting for this domain
+        per_domain = max(1, self.caps.per_domain or 1)
+        if self._by_domain[job.domain] >= 2 * per_domain:
+            # A full wave already waits for this domain: come back about when a slot frees.
+            waves = self._by_domain[job.domain] / per_domain
+            guess = waves * self._seconds.get(job.domain, FIRST_GUESS)
+            return min(MAX_BACKLOG_DELAY, max(MIN_BACKLOG_DELAY, guess))
         # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
         # the rows back (store.queue.release) instead of holding a lease or a connection.
         return self.pacer.delay(job.domain, self._transactions(job))
@@ -240,7 +249,9 @@ class Worker:
                 if self._stopping:
                     return
                 job.started = True
+                began = time.monotonic()
                 settled = await self._attempt(job)
+                self._timed(job.domain, time.monotonic() - began)
             finally:
                 self.caps.release(job.domain)
             await self._record(job.rows, self._results(job, settled))
@@ -257,6 +268,12 @@ class Worker:
             if not recorded:  # stopped or cancelled before an outcome: back to the queue
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(self.store.queue.release(job.ids, time.time()))
+
+    def _timed(self, domain: str, seconds: float) -> None:
+        if len(self._seconds) >= DURATION_DOMAINS and domain not in self._seconds:
+            self._seconds.clear()
+        last = self._seconds.get(domain, seconds)
+        self._seconds[domain] = 0.7 * last + 0.3 * seconds
 
     async def _attempt(self, job: Job) -> dict[int, Settled]:
         msg = await asyncio.to_thread(self.store.queue.load_message, job.message_id)
@@ -329,7 +346,7 @@ class Worker:
         """Close idle connections past their time; renew the leases of rows in flight."""
         renew_at = time.monotonic() + self.cfg.delivery.lease_seconds / 3
         while True:
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(min(TICK, self.cfg.delivery.lease_seconds / 3))
             for conn in self.cache.expired():
                 await conn.quit(min(1.0, self.cfg.delivery.command_timeout))
             if time.monotonic() >= renew_at and self._jobs:

@@ -10,6 +10,7 @@ a retry cannot start a second delivery of the same recipient.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -45,7 +46,26 @@ class Target:
         raise ValueError("empty queue target")
 
 
+_FLAGS = ("held", "tls", "track_opens", "track_links")  # 0/1 columns shown as booleans
+_JSON = ("tags", "metadata")
+
+
+def _dict(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    for k in _FLAGS:
+        if k in d and d[k] is not None:
+            d[k] = bool(d[k])
+    for k in _JSON:
+        if isinstance(d.get(k), str):
+            d[k] = json.loads(d[k])
+    return d
+
+
 def _dicts(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    return [_dict(r) for r in rows]
+
+
+def _counts(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
@@ -74,7 +94,7 @@ class Admin:
         r = self.db.read(lambda c: c.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN channels ch ON ch.id = m.channel_id"
             " JOIN accounts a ON a.id = m.account_id WHERE m.id = ?", (message_id,)).fetchone())
-        return dict(r) if r else None
+        return _dict(r) if r else None
 
     def recipients(self, message_id: str) -> list[dict[str, Any]]:
         return _dicts(self.db.read(lambda c: c.execute(
@@ -96,16 +116,16 @@ class Admin:
         destinations are in ``store.destinations``). SQL that runs on SQLite and PostgreSQL."""
         now = time.time() if now is None else now
         stats = self.db.read(lambda c: {
-            "by_state": _dicts(c.execute(
+            "by_state": _counts(c.execute(
                 "SELECT mail_type, state, count(*) AS count FROM recipients"
                 " GROUP BY mail_type, state ORDER BY mail_type, state").fetchall()),
-            "pending": _dicts(c.execute(
+            "pending": _counts(c.execute(
                 "SELECT r.mail_type, count(*) AS pending, sum(r.held) AS held,"
                 " sum(CASE WHEN r.held = 0 AND r.next_attempt_at <= ? THEN 1 ELSE 0 END)"
                 " AS due, min(m.created_at) AS oldest_at FROM recipients r"
                 f" JOIN messages m ON m.id = r.message_id WHERE {PENDING}"
                 " GROUP BY r.mail_type ORDER BY r.mail_type", (now,)).fetchall()),
-            "domains": _dicts(c.execute(
+            "domains": _counts(c.execute(
                 "SELECT r.domain, count(*) AS pending,"
                 " sum(CASE WHEN r.state = 'queued' THEN 1 ELSE 0 END) AS queued,"
                 " sum(CASE WHEN r.state = 'deferred' THEN 1 ELSE 0 END) AS deferred,"

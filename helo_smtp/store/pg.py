@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -245,6 +247,8 @@ class PgDatabase:
             if not again or attempt + 1 == RETRIES:
                 raise _translated(value)
             log.info("event=store_retry attempt=%d error=%s", attempt + 1, type(value).__name__)
+            # Jittered backoff: the other side of a deadlock gets the row before we ask again.
+            time.sleep(random.uniform(0, 0.005 * 2 ** attempt))
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -106,17 +106,20 @@ def notify_in(c: sqlite3.Connection, mail_type: MailType | str) -> None:
 
 
 def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> EnqueueResult:
-    """Commit a message, its recipients, its idempotency key and its events (one transaction)."""
+    """Commit a message, its recipients, its idempotency key and its events (one transaction).
+
+    The shared counters (the broadcast's, then the account's) are updated last, always in that
+    order: their row locks, which every message of that broadcast or account needs, are then
+    held only until COMMIT, and never taken in opposite orders (no deadlocks across nodes).
+    """
     replay = _claim_idempotency(c, msg)
     if replay is not None:
         return replay
-    _charge_sends(c, msg.account_id, len(msg.recipients))
     now = msg.created_at
     bid = None
     if msg.mail_type == MailType.BROADCAST and msg.broadcast_key:
         bid = broadcasts.upsert_in(c, msg.channel_id, msg.broadcast_key,
                                    msg.broadcast_name or msg.broadcast_key, now)
-        broadcasts.bump_in(c, bid, accepted=len(msg.recipients), suppressed=len(msg.suppressed))
     c.execute(
         "INSERT INTO messages (id, account_id, channel_id, mail_type, sender, subject, tags,"
         " metadata, track_opens, track_links, broadcast_id, idempotency_key, size, raw, status,"
@@ -140,6 +143,9 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
                    channel_id=msg.channel_id, broadcast_id=bid, at=now)
     if msg.recipients:
         notify_in(c, msg.mail_type)
+    if bid:
+        broadcasts.bump_in(c, bid, accepted=len(msg.recipients), suppressed=len(msg.suppressed))
+    _charge_sends(c, msg.account_id, len(msg.recipients))
     return EnqueueResult(msg.id, msg.reply, False)
 
 

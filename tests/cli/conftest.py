@@ -99,9 +99,12 @@ def cli(cli_config, database) -> CLI:
 
 
 @pytest.fixture
-def bare_cli(cli_config, tmp_path) -> CLI:
-    """A CLI on a config whose database and certificate do not exist yet (SQLite)."""
-    return CLI(cli_config, tmp_path / "var" / "helo.db", CliRunner())
+def bare_cli(tmp_path, dns_server) -> CLI:
+    """A CLI on a config whose SQLite database and certificate do not exist yet (whatever
+    the backend: init and migrate create files)."""
+    path = tmp_path / "helo-smtp.toml"
+    path.write_text(dumps(config_data(tmp_path, dns_server.port)), encoding="utf-8")
+    return CLI(path, tmp_path / "var" / "helo.db", CliRunner())
 
 
 @pytest.fixture

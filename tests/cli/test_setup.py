@@ -243,3 +243,10 @@ def test_installed_console_script_reports_bad_input_in_one_line(cli: CLI):
     assert dup.returncode == 1
     assert dup.stderr == "Error: account 'sub' already exists\n"
     assert dup.stdout == ""
+
+
+def test_a_group_without_a_command_prints_its_menu(cli: CLI):
+    res = cli.runner.invoke(cli_group, ["queue"])
+    assert res.exit_code == 0
+    assert "Commands:" in res.stdout and "purge" in res.stdout and res.stderr == ""
+    assert "--version" in cli.runner.invoke(cli_group, []).stdout

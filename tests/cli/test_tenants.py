@@ -176,6 +176,7 @@ def test_channels_delete_revokes_credentials(cli: CLI, db_store):
 
 
 # ---- credentials --------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # reads the database files
 def test_credentials_secret_is_shown_once_and_not_stored(cli: CLI, db_store):
     cli.ok("accounts", "create", "acme")
     ch = cli.json("channels", "create", "--account", "acme", "--name", "main")
@@ -195,7 +196,9 @@ def test_credentials_secret_is_shown_once_and_not_stored(cli: CLI, db_store):
         assert username in out and secret not in out and stored not in out
         assert "hash" not in out
     # ... and the database files (main, -wal, -shm) do not hold it.
-    for f in cli.db.parent.glob("helo.db*"):
+    files = list(cli.db.parent.glob("helo.db*"))
+    assert cli.db in files
+    for f in files:
         data = f.read_bytes()
         assert secret.encode() not in data, f
         assert base64.b64encode(secret.encode()) not in data, f

@@ -12,7 +12,6 @@ import contextlib
 import smtplib
 import socket
 import ssl
-from email.message import EmailMessage
 
 from helo_smtp.errors import CATALOG
 from helo_smtp.models import AccountStatus
@@ -74,16 +73,13 @@ def send(s: smtplib.SMTP, sender: str, rcpts: list[str], body: bytes | str,
 def message(sender: str = "app@sender.test", to: str = "user@example.test",
             subject: str = "Hello", body: str = "Hi there.\n",
             headers: dict[str, str] | list[tuple[str, str]] | None = None) -> bytes:
-    """A small RFC 5322 message with CRLF line ends."""
-    m = EmailMessage()
-    m["From"] = sender
-    m["To"] = to
-    m["Subject"] = subject
+    """A small text message with CRLF line ends; ``headers`` are written as given, unfolded."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])
-    for name, value in items:
-        m[name] = value
-    m.set_content(body)
-    return m.as_bytes(policy=m.policy.clone(linesep="\r\n"))
+    lines = [f"From: {sender}", f"To: {to}", f"Subject: {subject}",
+             *(f"{name}: {value}" for name, value in items),
+             "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "",
+             body.replace("\r\n", "\n").replace("\n", "\r\n")]
+    return "\r\n".join(lines).encode()
 
 
 def accepted(reply: str) -> str:
@@ -131,6 +127,16 @@ class Raw:
     def cmd(self, command: str | bytes) -> str:
         data = command.encode() if isinstance(command, str) else command
         self.send(data + b"\r\n")
+        return self.reply()
+
+    def data(self, content: bytes) -> str:
+        """Send message content after a 354: dot-stuffed, then the end-of-data line."""
+        if content.startswith(b"."):
+            content = b"." + content
+        content = content.replace(b"\r\n.", b"\r\n..")
+        if not content.endswith(b"\r\n"):
+            content += b"\r\n"
+        self.send(content + b".\r\n")
         return self.reply()
 
     def replies_until_eof(self) -> list[str]:

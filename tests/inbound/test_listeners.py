@@ -179,7 +179,7 @@ def test_swaks_smoke(relay, listener, tls):
          "--header", "X-Helo-Tag: swaks", "--body", "hello from swaks"],
         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
-    reply = re.search(r"<~ (250 2\.0\.0 Ok: queued as \S+)", out.stdout)
+    reply = re.search(r"<~\s+(250 2\.0\.0 Ok: queued as \S+)", out.stdout)
     assert reply, out.stdout
     stored = relay.store.queue.load_message(accepted(reply.group(1)))
     assert stored is not None and stored.tags == ["swaks"]

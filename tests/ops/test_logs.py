@@ -117,8 +117,12 @@ def test_redact_patterns(text, secret):
     assert secret not in red and logs.REDACTED in red
 
 
-def test_redact_leaves_ordinary_lines_alone():
-    line = logs.kv(event="delivered", rcpt="a@example.test", reply="250 2.0.0 Ok: queued as x")
+@pytest.mark.parametrize("line", [
+    logs.kv(event="delivered", rcpt="a@example.test", reply="250 2.0.0 Ok: queued as x"),
+    "b'250-ENHANCEDSTATUSCODES\\r\\n250 AUTH PLAIN LOGIN'",  # an EHLO reply: no secret
+    "b'AUTH LOGIN'",
+])
+def test_redact_leaves_ordinary_lines_alone(line):
     assert logs.redact(line) == line
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
+import warnings
 from collections.abc import Callable
 
 import dns.exception
+import pytest
 
 from helo_smtp import keys
 from helo_smtp.config import Config
@@ -25,7 +28,9 @@ from helo_smtp.outbound.worker import Worker
 from helo_smtp.store import Store
 from helo_smtp.store.queue import enqueue_in
 from tests.support.localdns import LocalDNS
+from tests.support.net import NET
 from tests.support.relay import LoopThread, Tenant
+from tests.support.sinks import ScriptedHandler, Sink
 
 
 def raw_message(sender: str, rcpts: list[str], *, subject: str = "hello",
@@ -49,17 +54,22 @@ def raw_message(sender: str, rcpts: list[str], *, subject: str = "hello",
 
 def new_message(tenant: Tenant, rcpts: list[str], mail_type: MailType = MailType.TRANSACTIONAL,
                 *, raw: bytes | None = None, subject: str = "hello",
-                broadcast: str | None = None) -> NewMessage:
+                broadcast: str | None = None, created_at: float | None = None,
+                track_opens: bool = False, track_links: bool = False) -> NewMessage:
     mid = uuid7()
     data = raw if raw is not None else raw_message(tenant.sender, rcpts, subject=subject,
                                                    message_id=mid)
     key = None
     if mail_type == MailType.BROADCAST:
         key = f"name:{broadcast or 'test'}"
-    return NewMessage(mid, tenant.account.id, tenant.channel.id, mail_type, tenant.sender,
-                      list(rcpts), [], data, subject=subject, broadcast_key=key,
-                      broadcast_name=broadcast or ("test" if key else None),
-                      reply=f"250 2.0.0 Ok: queued as {mid}")
+    msg = NewMessage(mid, tenant.account.id, tenant.channel.id, mail_type, tenant.sender,
+                     list(rcpts), [], data, subject=subject, broadcast_key=key,
+                     broadcast_name=broadcast or ("test" if key else None),
+                     track_opens=track_opens, track_links=track_links,
+                     reply=f"250 2.0.0 Ok: queued as {mid}")
+    if created_at is not None:
+        msg.created_at = created_at
+    return msg
 
 
 def enqueue(store: Store, tenant: Tenant, rcpts: list[str],
@@ -158,3 +168,51 @@ def wait_states(store: Store, message_id: str, want: Callable[[dict[str, int]], 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for states of {message_id}: {counts}")
         time.sleep(0.02)
+
+
+class RecordingHandler(ScriptedHandler):
+    """A scripted sink handler that also keeps every MAIL command's parameters."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.mail_options: list[list[str]] = []
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.mail_options.append(list(mail_options))
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def start_sink(host: str, port: int, name: str, *, ca: object = None,
+               tls_max: ssl.TLSVersion | None = None, smtputf8: bool = False) -> Sink:
+    """A sink beyond the five session ones (same port, another loopback address).
+
+    ``tls_max`` caps the TLS version the sink will speak: below TLS 1.2 every modern client
+    handshake fails, which is how a broken STARTTLS is scripted. It advertises SMTPUTF8
+    (RFC 6531) only when ``smtputf8`` is true."""
+    sink = Sink(host, port, name, ca=ca)
+    sink.h = sink.ctl.handler = RecordingHandler(name)
+    kwargs = sink.ctl.SMTP_kwargs
+    if tls_max is not None:
+        ctx = kwargs["tls_context"]
+        with warnings.catch_warnings():  # TLS 1.0 is deprecated: that is the point here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            ctx.maximum_version = tls_max
+    kwargs["enable_SMTPUTF8"] = smtputf8  # aiosmtpd's Controller would default it on
+    return sink.start()
+
+
+@pytest.fixture
+def extra_sinks(mx_port):
+    """``extra_sinks(host_number, name, **kw)`` -> a started Sink on NET+host_number:mx_port,
+    stopped after the test."""
+    started: list[Sink] = []
+
+    def make(n: int, name: str, **kw: object) -> Sink:
+        sink = start_sink(f"{NET}{n}", mx_port, name, **kw)  # type: ignore[arg-type]
+        started.append(sink)
+        return sink
+
+    yield make
+    for s in started:
+        s.stop()

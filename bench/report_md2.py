@@ -1,0 +1,142 @@
+"""docs/benchmarks.md, second half: isolation, memory, queue scaling, profile, commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import MODES, fmt, probe_stats, runs_of, secs, spread
+
+
+def isolation(result: dict[str, Any], pngs: list[str]) -> str:
+    iso = result.get("isolation")
+    if not iso:
+        return ""
+    p = result["params"]
+    rows = ["## Isolation: transactional latency while a broadcast backlog drains", "",
+            f"{p['iso_messages']:,} broadcast messages (to `bc.bench.test`) are submitted over 20 "
+            "persistent sessions while that destination answers every RCPT with `451`; once "
+            "each has been tried and deferred, the destination becomes an `smtp-sink "
+            f"-w {p['slow_delay']:g}` (accepts, {p['slow_delay']:g} s per message), every "
+            "deferred message is made due at once (`postqueue -f` for Postfix, the same UPDATE "
+            "`helo-smtp queue retry` does for helo-smtp), and for "
+            f"{p['drain_seconds']:g} s one transactional message per second goes to "
+            "`tx.bench.test` (a fast sink). Latency: MAIL FROM sent -> message arrived at the "
+            "sink. A probe that had not arrived when the run ended counts as infinitely late.", "",
+            "| relay | phase | probes | not delivered | p50 | p99 | max |",
+            "|---|---|---|---|---|---|---|"]
+    for relay, data in iso.items():
+        for phase, label in (("fill", "during the fill"), ("drain", "during the drain")):
+            s = probe_stats(data, phase)
+            rows.append(f"| {relay} | {label} | {s['n']} | {s['undelivered']} | {secs(s['p50'])}"
+                        f" | {secs(s['p99'])} | {secs(s['max'])} |")
+    rows += ["", "| relay | fill rate (msg/s) | fill errors | broadcast delivered during the "
+             "drain |", "|---|---|---|---|"]
+    for relay, data in iso.items():
+        f = data["fill"]
+        rows.append(f"| {relay} | {f['rate']:.0f} | {f['errors'] or 'none'} |"
+                    f" {data['bc_delivered_in_drain']} |")
+    if "benchmarks-isolation.png" in pngs:
+        rows += ["", "![isolation latency and memory](benchmarks-isolation.png)"]
+    return "\n".join(rows) + "\n"
+
+
+def memory(result: dict[str, Any]) -> str:
+    iso = result.get("isolation") or {}
+    rows = ["## Memory with the backlog queued and undeliverable", ""]
+    mem = result.get("helo_memory")
+    if mem:
+        rows += [
+            f"**helo-smtp, {mem['messages']:,} messages.** A store bulk-filled with "
+            f"{mem['messages']:,} broadcast messages of 4 KiB (`bench/queuefill.py "
+            "fill_backlog`, {:.0f} s), then `helo-smtp serve` started on it with the "
+            "destination answering `451` to every RCPT, RSS sampled every 0.5 s for "
+            "{:.0f} s while it works through them.".format(mem["fill_seconds"], mem["seconds"]),
+            "", "| peak RSS | high-water mark (VmHWM) | RSS at the end | PSS at the end |"
+            " tried in that time | still queued |", "|---|---|---|---|---|---|",
+            f"| {mem['peak_rss'] / 2**20:.0f} MiB | {mem['peak_rss_hwm'] / 2**20:.0f} MiB |"
+            f" {mem['rss_after'] / 2**20:.0f} MiB | {mem['pss_after'] / 2**20:.0f} MiB |"
+            f" {mem['attempted']:,} | {mem['queued']:,} |", ""]
+    if not iso:
+        return "\n".join(rows) + "\n" if mem else ""
+    n = result["params"]["iso_messages"]
+    rows += [f"**Both relays, {n:,} messages through SMTP** (the isolation run's fill).",
+            "",
+            f"Sampled every 0.5 s from the start of the fill until all {n:,} messages had been "
+            "tried once and deferred (the destination answering 451). helo-smtp is one process: "
+            "its RSS (and the kernel's high-water mark, VmHWM). Postfix is a process per job: "
+            "the sum of their proportional set sizes (shared pages split among the sharers).", "",
+            "| relay | peak | at the end | high-water mark | still queued |",
+            "|---|---|---|---|---|"]
+    for relay, data in iso.items():
+        m = data["memory"]
+        hwm = f"{m['peak_rss_hwm'] / 2**20:.0f} MiB" if m.get("peak_rss_hwm") else "n/a"
+        rows.append(f"| {relay} | {m['peak_rss'] / 2**20:.0f} MiB | {m['rss_after'] / 2**20:.0f}"
+                    f" MiB | {hwm} | {m['queued']:,} |")
+    return "\n".join(rows) + "\n"
+
+
+def queue(result: dict[str, Any]) -> str:
+    qs = result.get("queue_scaling")
+    if not qs:
+        return ""
+    rows = ["## Queue scaling: `Queue.claim` with 1k, 100k, 1M rows", "",
+            "`bench/queuefill.py` bulk-inserts pending broadcast recipients (10 per message, "
+            "plus 1,000 transactional ones) straight into a fresh SQLite store, then times the "
+            "real `Store.open(...).queue.claim(mail_type, 200, ...)` (WAL, `synchronous=FULL`, "
+            "through the writer thread: the fsync of the claim's COMMIT is included). Each "
+            "claimed batch is released again untimed, so the queue keeps its depth.", "",
+            "| queued rows | claim 200, median | p90 | transactional claim among them, median |"
+            " database | fill |", "|---|---|---|---|---|---|"]
+    for n, r in qs.items():
+        rows.append(f"| {int(n):,} | {r['median_ms']:.2f} ms | {r['p90_ms']:.2f} ms |"
+                    f" {r['tx_median_ms']:.2f} ms | {r['db_mib']:.0f} MiB |"
+                    f" {r['fill_seconds']:.0f} s |")
+    return "\n".join(rows) + "\n"
+
+
+def profile(result: dict[str, Any]) -> str:
+    prof = (result.get("throughput") or {}).get("profile")
+    if not prof:
+        return ""
+    rows = ["## Where helo-smtp spends its time", "",
+            "py-spy (`record --nonblocking -r 100 -f raw`) on the helo-smtp process during one "
+            "extra accept run per mode (not one of the measured rounds). Self = the innermost "
+            "frame; inclusive = anywhere on the stack. % of all samples of busy threads."]
+    for mode, p in prof.items():
+        rows += ["", f"**{mode.replace('_', ' ')}** ({p['samples']} samples, "
+                 f"{p['accept_rate']:.0f} msg/s during the sampling)", "",
+                 "| self % | function | | inclusive % | function |", "|---|---|---|---|---|"]
+        for (sf, sp), (inf, ip) in zip(p["self"], p["inclusive"], strict=False):
+            rows.append(f"| {sp} | `{sf}` | | {ip} | `{inf}` |")
+    return "\n".join(rows) + "\n"
+
+
+def whatif(result: dict[str, Any]) -> str:
+    w = (result.get("throughput") or {}).get("whatif")
+    if not w:
+        return ""
+    rows = [f"## What-if: `{w['experiment']}` (not the shipped code)", "",
+            "`bench/whatif.py` loads into the helo-smtp process before it starts; see its "
+            "docstring. Same harness, interleaved with Postfix again, "
+            f"{len(w['rounds'])} rounds.", "", "| | per connection | persistent |",
+            "|---|---|---|"]
+    for relay in ("postfix", "helo-smtp"):
+        for key, what in (("accept_rate", "accept"), ("e2e_rate", "end-to-end")):
+            cells = [fmt(spread(runs_of({"w": w}, relay, m, key, "w"))) for m in MODES]
+            rows.append(f"| {relay} {what} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows) + "\n"
+
+
+def commands(result: dict[str, Any]) -> str:
+    return "\n".join([
+        "## Reproduce", "",
+        "```sh",
+        "bash bench/run.sh            # installs postfix, sasl2-bin, libsasl2-modules,",
+        "                             # matplotlib + py-spy into .venv; runs; writes this file",
+        "bash bench/run.sh --rounds 1 --seconds 5 --iso-messages 5000   # a quick look",
+        ".venv/bin/python -m bench.report bench/results/latest.json   # re-render only",
+        "```", "",
+        "This run's command line:", "",
+        "```", result["command"], "```", "",
+        "Raw numbers (every round, every probe, every memory sample): "
+        "`bench/results/latest.json`.", ""])

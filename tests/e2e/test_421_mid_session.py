@@ -1,0 +1,32 @@
+"""A 421 in the middle of a session closes it: every recipient still in the transaction
+(accepted ones included: DATA never happened) goes to the next MX; at the last MX it is
+deferred instead."""
+
+from __future__ import annotations
+
+
+def test_421_at_rcpt_moves_the_whole_transaction_to_the_next_mx(scenario, sinks):
+    sinks[0].h.rcpt_replies["jon@example.test"] = "421 4.3.2 Service shutting down"
+    sc = scenario()
+    mid = sc.submit(["ivy@example.test", "jon@example.test", "kim@example.test"])
+    sc.wait(mid, delivered=3)
+
+    mx1 = [c for c in sinks[0].h.commands if c[1] == "RCPT"]
+    assert [c[2] for c in mx1] == ["ivy@example.test", "jon@example.test"]  # then closed
+    assert not sinks[0].h.messages
+    assert [m["rcpt_tos"] for m in sinks[1].h.messages] == [
+        ["ivy@example.test", "jon@example.test", "kim@example.test"]]
+    assert {a["remote_host"] for a in sc.attempts(mid)} == {"mx2.example.test"}
+    assert sc.counts() == {"message.received": 1, "delivery.delivered": 3}
+
+
+def test_421_at_mail_on_the_only_mx_defers(scenario, sinks):
+    sinks[2].h.mail_reply = "421 4.7.0 Too many connections from your host"
+    sc = scenario()
+    mid = sc.submit(["lee@other.test", "max@other.test"])
+    sc.wait(mid, deferred=2)
+    rows = sc.store.admin.recipients(mid)
+    assert {(r["last_code"], r["last_status"], r["category"]) for r in rows} == {
+        (421, "4.7.0", "rate_limited")}
+    assert not sinks[2].h.messages
+    assert sc.counts() == {"message.received": 1, "delivery.deferred": 2}

@@ -1,0 +1,60 @@
+"""The pool's connection budget, the per-domain cap, idle reuse and idle expiry."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from tests.support.accounting import assert_accounting
+from tests.support.outbound import enqueue, wait_states
+from tests.support.waiting import wait_for
+
+
+def out_connections() -> float:
+    return REGISTRY.get_sample_value("helo_connections_active", {"direction": "out"}) or 0.0
+
+
+def deliver_all(rig, rcpts):
+    ids = [enqueue(rig.store, rig.tenant, [r]) for r in rcpts]
+    rig.workers.wake()
+    for mid in ids:
+        wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
+    return ids
+
+
+def test_the_pool_budget_caps_open_connections(rig_factory, sinks):
+    sinks[2].h.stall = {"DATA": 0.1}  # long enough for every delivery to want a connection
+    rig = rig_factory(pools={"transactional": {"max_connections": 2,
+                                               "per_domain_connections": 10}})
+    deliver_all(rig, [f"n{i}@other.test" for i in range(8)])
+    assert len(sinks[2].h.messages) == 8
+    assert len(sinks[2].h.connections) == 2  # two at once, each reused by the next message
+    assert_accounting(rig.store)
+
+
+def test_the_per_domain_cap_serializes_one_destination(rig_factory, sinks):
+    sinks[0].h.stall = {"DATA": 0.05}
+    rig = rig_factory(pools={"transactional": {"max_connections": 10,
+                                               "per_domain_connections": 1}})
+    deliver_all(rig, [f"d{i}@example.test" for i in range(5)] + ["x@other.test"])
+    assert len(sinks[0].h.connections) == 1 and len(sinks[0].h.messages) == 5
+    assert len(sinks[2].h.connections) == 1  # another domain is not held by that cap
+
+
+def test_idle_connections_close_after_their_time(rig_factory, sinks):
+    base = out_connections()
+    rig = rig_factory(delivery={"idle_connection_seconds": 0.3})
+    deliver_all(rig, ["first@other.test"])
+    wait_for(lambda: out_connections() == base, what="the idle connection to be closed")
+    deliver_all(rig, ["second@other.test"])
+    assert len(sinks[2].h.connections) == 2  # the first one was not kept past 0.3 s
+    rig.workers.stop()
+    assert out_connections() == base
+
+
+def test_stop_quits_idle_connections(rig_factory, sinks):
+    base = out_connections()
+    rig = rig_factory()
+    deliver_all(rig, ["kept@other.test"])
+    assert out_connections() == base + 1  # kept for the next message
+    rig.workers.stop()
+    assert out_connections() == base
