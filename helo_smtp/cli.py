@@ -34,6 +34,8 @@ from helo_smtp.store.db import connect
 from helo_smtp.store.pg_schema import is_postgres_url
 
 _INPUT_ERRORS = (UsageError, ConfigError, StoreError, sqlite3.Error)
+# click >= 8.2 raises this for a group called without a command (8.1 printed help and exited).
+_NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _one_line(text: str) -> str:
@@ -55,7 +57,7 @@ class HeloGroup(click.Group):
              **extra: Any) -> int:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:  # `helo-smtp queue`: the menu
+        except _NO_ARGS as exc:  # `helo-smtp queue`: the menu, not an error
             click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
             return 0
         except click.UsageError as exc:

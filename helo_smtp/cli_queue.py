@@ -102,7 +102,7 @@ def _target(store: Store, ref: str | None, domain: str | None, all_: bool | None
     if len(given) != 1:
         raise UsageError("give exactly one target: ID, --domain DOMAIN"
                          + (" or --all" if all_ is not None else ""))
-    if domain:
+    if domain is not None:
         return Target(domain=check_domain(domain))
     if all_:
         return Target(all=True)
@@ -148,14 +148,15 @@ _steering("release", "Release held recipients back to normal scheduling.",
           "helo-smtp queue release --domain slow.example")
 
 
-@queue.command("purge")
+@queue.command("purge", short_help="End delivery of pending recipients (recorded as expired).")
 @click.argument("ref", metavar="[ID]", required=False)
 @click.option("--domain", help="Every pending recipient of this destination domain.")
 @click.option("--all", "all_", is_flag=True, help="Every pending recipient.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @common
 def queue_purge(ref: str | None, domain: str | None, all_: bool, yes: bool) -> None:
-    """Stop delivering pending recipients: each is recorded as expired with an event.
+    """Stop delivering pending recipients (ID: a message id or a recipient id from 'queue
+    list'): each is recorded as expired, with an event. Asks first unless --yes.
 
     \b
     Example:

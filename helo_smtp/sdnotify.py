@@ -99,30 +99,38 @@ def watchdog_interval() -> float | None:
     return value / 2 / 1_000_000 if value > 0 else None
 
 
-async def _depths(relay: Any) -> dict[str, tuple[int, float | None]] | None:
-    """Queue sizes read off the loop; None if the store is slow or failing."""
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(relay.store.queue.depth_by_type),
-                                      QUEUE_QUERY_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - a status line is best effort
-        log.warning("event=queue_depth_failed error=%s", exc.__class__.__name__)
-        return None
-
-
 async def _ping_loop(interval: float) -> None:
     """WATCHDOG=1 on a fixed schedule, independent of anything that might be slow."""
     loop = asyncio.get_running_loop()
     due = loop.time()
     while True:
         notify("WATCHDOG=1")
-        due += interval
-        await asyncio.sleep(max(0.0, due - loop.time()))
+        # After a stall, ping once and go back to the schedule (no burst of catch-up pings).
+        due = max(due + interval, loop.time())
+        await asyncio.sleep(due - loop.time())
 
 
 async def _status_loop(relay: Any, period: float) -> None:
-    while True:
-        notify(_status(relay, await _depths(relay)))
-        await asyncio.sleep(period)
+    """STATUS= with the queue sizes every ``period``. The count runs in a thread; while one is
+    still running (a store that hangs) no second one starts, so threads never pile up."""
+    query: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if query is None:
+                query = asyncio.ensure_future(asyncio.to_thread(relay.store.queue.depth_by_type))
+            done, _ = await asyncio.wait({query}, timeout=QUEUE_QUERY_TIMEOUT)
+            depths = None
+            if done:
+                try:
+                    depths = query.result()
+                except Exception as exc:  # noqa: BLE001 - a status line is best effort
+                    log.warning("event=queue_depth_failed error=%s", exc.__class__.__name__)
+                query = None
+            notify(_status(relay, depths))
+            await asyncio.sleep(period)
+    finally:
+        if query is not None:
+            query.cancel()
 
 
 async def watchdog_loop(relay: Any) -> None:

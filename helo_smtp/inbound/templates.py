@@ -43,6 +43,8 @@ def render(text: str, data: dict[str, Any], html_part: bool = False) -> str:
     parts: list[str] = []
     pos = 0
     for m in _TAG.finditer(text):
+        if text[m.start() - 1:m.start()] == "{" or text[m.end():m.end() + 1] == "}":
+            raise TemplatingError()  # an unbalanced brace next to a tag: {{{name}} or {{a}}}
         parts.append(_literal(text[pos:m.start()]))
         raw_name, name = m.group(1), m.group(2)
         value = _lookup(data, raw_name or name)

@@ -201,6 +201,7 @@ def test_queue_bad_input(cli: CLI, seeded: Seeded):
     assert "no message 'nope'" in cli.fail("queue", "hold", "nope")
     assert "no recipient '999999'" in cli.fail("queue", "release", "999999")
     assert "invalid domain" in cli.fail("queue", "retry", "--domain", "-x")
+    assert "invalid domain" in cli.fail("queue", "hold", "--domain", "")
     assert "'bounced'" in cli.fail("queue", "list", "--state", "bounced", code=2)
 
 

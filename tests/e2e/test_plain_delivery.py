@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY
-
+from helo_smtp import metrics
 from helo_smtp.logs import parse_kv
+from tests.support.metricvalue import sample
 from tests.support.net import MX_IPS, POOLS
 
 
 def _attempts_metric(outcome: str) -> float:
-    return REGISTRY.get_sample_value("helo_delivery_attempts_total",
-                                     {"mail_type": "transactional", "outcome": outcome}) or 0.0
+    return sample(metrics.DELIVERY_ATTEMPTS, "_total", mail_type="transactional",
+                  outcome=outcome)
 
 
 def test_plain_delivery(scenario, sinks, caplog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -123,3 +124,36 @@ def test_status_survives_a_failing_store(notify_sock, relay_like):
 
 def _boom():
     raise OSError("disk gone")
+
+
+def test_a_hung_store_never_delays_the_ping_nor_piles_up_threads(notify_sock, monkeypatch):
+    """The queue count hangs (a stuck disk): pings go on, STATUS says so, one query only."""
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setattr(sdnotify, "QUEUE_QUERY_TIMEOUT", 0.05)
+    release, calls = threading.Event(), []
+
+    def hung_depths():
+        calls.append(1)
+        release.wait(10)
+        return {"transactional": (7, None), "broadcast": (0, None)}
+
+    relay = SimpleNamespace(ports={"submission": 1},
+                            store=SimpleNamespace(queue=SimpleNamespace(depth_by_type=hung_depths)))
+
+    async def scenario() -> list[str]:
+        task = asyncio.create_task(sdnotify.watchdog_loop(relay))
+        got: list[str] = []
+        while sum(d == "WATCHDOG=1" for d in got) < 4 or "queue unknown" not in got[-1]:
+            got.append(await asyncio.to_thread(notify_sock.recv))
+        assert len(calls) == 1  # still the first query: no second thread started
+        release.set()
+        while not got[-1].endswith("queue transactional=7 broadcast=0"):
+            got.append(await asyncio.to_thread(notify_sock.recv))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return got
+
+    got = asyncio.run(scenario())
+    assert got.count("STATUS=listening submission:1; queue unknown") >= 1

@@ -8,7 +8,6 @@ as the unit runs it.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import smtplib
 import socket
@@ -25,11 +24,6 @@ from tests.ops.serveproc import HELO_SMTP, ServeProcess, mdwe_refuses_wx, mdwe_s
 from tests.support.configfile import write_config
 from tests.support.relay import base_config, make_tenant
 from tests.support.waiting import wait_for
-
-pytestmark = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("helo_smtp.inbound.listener",
-                                                  "helo_smtp.outbound.worker")),
-    reason="the listener and the workers are not written yet")
 
 RCPT = "someone@example.test"  # MX mx1.example.test -> the first sink
 
@@ -122,6 +116,7 @@ def test_sigterm_lets_a_slow_delivery_finish_once(serve, sinks, client_ctx, tmp_
     proc.signal(signal.SIGTERM)  # mid-delivery: the sink has not answered the dot yet
     assert proc.wait() == 0, proc.output
     assert len(sink.h.messages) == 1 and sink.h.messages[0]["rcpt_tos"] == [RCPT]
+    assert [cmd[1] for cmd in sink.h.commands].count("DATA") == 1  # sent once, not retried
     # Recorded as delivered before exit, so no later start sends it again.
     store = Store.open(str(tmp_path / "relay.db"))
     try:

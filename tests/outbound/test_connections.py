@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
-
+from helo_smtp import metrics
 from tests.support.accounting import assert_accounting
+from tests.support.metricvalue import sample
 from tests.support.outbound import enqueue, wait_states
 from tests.support.waiting import wait_for
 
 
 def out_connections() -> float:
-    return REGISTRY.get_sample_value("helo_connections_active", {"direction": "out"}) or 0.0
+    return sample(metrics.CONNECTIONS_ACTIVE, direction="out")
 
 
 def deliver_all(rig, rcpts):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from prometheus_client import REGISTRY
 
+from helo_smtp import metrics
 from helo_smtp.config import DNSConfig
 from helo_smtp.models import BounceCategory as C
 from helo_smtp.outbound.mx import MXResolver
+from tests.support.metricvalue import sample
 from tests.support.net import MX_IPS
 
 pytestmark = pytest.mark.asyncio
@@ -30,7 +31,7 @@ def resolver(dns_srv, clock=None, **kw) -> MXResolver:
 
 
 def dns_failures(kind: str) -> float:
-    return REGISTRY.get_sample_value("helo_dns_failures_total", {"kind": kind}) or 0.0
+    return sample(metrics.DNS_FAILURES, "_total", kind=kind)
 
 
 def queries(dns_srv, name: str) -> int:
