@@ -17,8 +17,8 @@ def isolation(result: dict[str, Any], pngs: list[str]) -> str:
             "persistent sessions while that destination answers every RCPT with `451`; once "
             "each has been tried and deferred, the destination becomes an `smtp-sink "
             f"-w {p['slow_delay']:g}` (accepts, {p['slow_delay']:g} s per message), every "
-            "deferred message is made due at once (`postqueue -f` for Postfix, the same UPDATE "
-            "`helo-smtp queue retry` does for helo-smtp), and for "
+            "deferred message is made due at once (`postqueue -f` for Postfix; for helo-smtp an "
+            "UPDATE of `next_attempt_at` to now, as `helo-smtp queue retry` makes), and for "
             f"{p['drain_seconds']:g} s one transactional message per second goes to "
             "`tx.bench.test` (a fast sink). Latency: MAIL FROM sent -> message arrived at the "
             "sink. A probe that had not arrived when the run ended counts as infinitely late.", "",

@@ -6,6 +6,7 @@ age are read from the store when scraped (``QueueCollector``), so they are never
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,7 +50,13 @@ class QueueCollector(Collector):
         age = GaugeMetricFamily("helo_queue_oldest_age_seconds",
                                 "Age of the oldest pending recipient", labels=["mail_type"])
         now = time.time()
-        for mail_type, (count, oldest) in self._stats().items():
+        try:
+            stats = self._stats()
+        except Exception as exc:  # noqa: BLE001 - a store fault must not blank every metric
+            logging.getLogger("helo_smtp.metrics").warning("event=queue_stats_failed error=%s",
+                                                           exc)
+            stats = {}
+        for mail_type, (count, oldest) in stats.items():
             depth.add_metric([mail_type], count)
             age.add_metric([mail_type], now - oldest if oldest else 0.0)
         yield depth

@@ -22,13 +22,24 @@ from tests.support.sinks import Sink
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: tests SQLite internals (pragmas, files); "
-                            "not run on PostgreSQL")
+                            "always runs on SQLite")
+
+
+def pytest_generate_tests(metafunc):
+    """The tests listed in tests/pg/both_backends.py run on both backends."""
+    from tests.pg.both_backends import ON_BOTH_BACKENDS
+
+    if "backend" in metafunc.fixturenames and metafunc.definition.nodeid in ON_BOTH_BACKENDS:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, ids=str)
 
 
 @pytest.fixture
 def backend(request) -> str:
     """The store backend of this test: ``sqlite`` unless parametrised; ``HELO_TEST_BACKEND=
-    postgresql`` runs every unparametrised test (``store``, ``relay_factory``) on PostgreSQL."""
+    postgresql`` runs every unparametrised test (``store``, ``relay_factory``) on PostgreSQL,
+    except those marked ``sqlite_only``."""
+    if request.node.get_closest_marker("sqlite_only"):
+        return "sqlite"
     return getattr(request, "param", os.environ.get("HELO_TEST_BACKEND", "sqlite"))
 
 
@@ -121,6 +132,20 @@ def store(tmp_path: Path, backend: str, request):
 
 
 @pytest.fixture
+def database(tmp_path, backend, request):
+    """``server.database`` for this test's relay (``base_config(..., server={"database":
+    database})``): the SQLite file tests/support/relay.py uses by default, or on the
+    ``postgresql`` backend a fresh PostgreSQL database of its own (dropped afterwards)."""
+    if backend != "postgresql":
+        yield str(tmp_path / "relay.db")
+        return
+    server = request.getfixturevalue("pg_server")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)
+
+
+@pytest.fixture
 def relay_factory(tmp_path, dns_server, mx_port, server_cert, backend, request):
     """Build and start relays; every one is stopped at teardown.
 
@@ -131,16 +156,12 @@ def relay_factory(tmp_path, dns_server, mx_port, server_cert, backend, request):
     from tests.support.relay import RelayHandle, base_config
 
     handles: list[RelayHandle] = []
-    pg_dbs: list[str] = []
-    pg_server_: list = []
+    # set up before (so torn down after) the relays
+    pg_database = request.getfixturevalue("database") if backend == "postgresql" else None
 
     def make(deliver: bool = True, tenant: bool = True, **overrides):
-        if backend == "postgresql":
-            if not pg_dbs:
-                pg_server_.append(request.getfixturevalue("pg_server"))
-                pg_dbs.append(pg_server_[0].create_database())
-            overrides["server"] = {"database": pg_server_[0].url(pg_dbs[0]),
-                                   **overrides.get("server", {})}
+        if pg_database is not None:
+            overrides["server"] = {"database": pg_database, **overrides.get("server", {})}
         cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port,
                           cert=server_cert, **overrides)
         handle = RelayHandle(cfg, deliver=deliver, tenant=tenant)
@@ -150,5 +171,3 @@ def relay_factory(tmp_path, dns_server, mx_port, server_cert, backend, request):
     yield make
     for h in handles:
         h.stop()
-    for name in pg_dbs:
-        pg_server_[0].drop_database(name)

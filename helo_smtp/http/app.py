@@ -167,6 +167,10 @@ class HTTPServer:
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
+        public = self.cfg.http.public_url
+        if public and not public.lower().startswith("https://"):
+            # RFC 8058 §3.1: mailbox providers only offer one-click for an HTTPS URI.
+            log.warning("event=public_url_not_https url=%s", public)
         log.info("event=http_listening address=%s port=%d", host, self.port)
         return self.port
 

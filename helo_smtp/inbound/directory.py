@@ -3,8 +3,9 @@
 Every read runs in a worker thread (``asyncio.to_thread``) on the store's per-thread read
 connection, so a slow disk never stalls other SMTP sessions. Credentials, accounts and
 suppressions are read fresh each time (a revoked credential, a forbidden account or a new
-suppression takes effect at once). Channels and verified domains change rarely and are kept
-for ``ttl`` seconds; ``clear`` (SIGHUP) drops them.
+suppression takes effect at once). Channels and verified domains change rarely: what was found
+is kept for ``ttl`` seconds (a deleted channel or an unverified domain may still be used that
+long; a new one is found at once); ``clear`` (SIGHUP) drops them.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ class Directory:
         return found is not None
 
     async def channel(self, account_id: str, channel_id: str) -> Channel | None:
-        """A live channel of the account by id (None: unknown, deleted or someone else's)."""
+        """A live channel of the account by id (None: unknown, deleted or someone else's).
+        A miss re-reads the account's channels, so a channel made a moment ago is found."""
         hit = self._channels.get(account_id)
-        if hit is None or hit[0] <= time.monotonic():
-            channels = await asyncio.to_thread(self.store.channels.list, account_id)
-            hit = (time.monotonic() + self.ttl, channels)
-            self._channels[account_id] = hit
-        return next((c for c in hit[1] if c.id == channel_id), None)
+        if hit is not None and hit[0] > time.monotonic():
+            found = next((c for c in hit[1] if c.id == channel_id), None)
+            if found is not None:
+                return found
+        channels = await asyncio.to_thread(self.store.channels.list, account_id)
+        self._channels[account_id] = (time.monotonic() + self.ttl, channels)
+        return next((c for c in channels if c.id == channel_id), None)
 
     async def suppressed(self, channel_id: str, addresses: list[str]) -> set[str]:
         return await asyncio.to_thread(self.store.suppressions.filter, channel_id, addresses)

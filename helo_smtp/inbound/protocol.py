@@ -185,7 +185,8 @@ class HeloSMTP(SMTP):
             self.transport.close()
 
     def _count(self, line: str) -> None:
-        if self._command not in ("MAIL", "RCPT", "DATA") or line[:1] not in ("4", "5"):
+        """A refused MAIL or DATA ends the transaction: count it (a refused RCPT does not)."""
+        if self._command not in ("MAIL", "DATA") or line[:1] not in ("4", "5"):
             return
         reason = replies.reason_of(line)
         metrics.MESSAGES_REJECTED.labels(line[:3], reason).inc()

@@ -30,11 +30,11 @@ _TABLE: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), n) for p
     (r"530 Must issue a STARTTLS command first", "auth_required"),
     (r"421 4\.7\.0 .* sent too many times", "too_many_commands"),
     (r"502 5\.5\.1 Too many unrecognized commands", "too_many_errors"),
-    (r"503 Error: send (HELO|EHLO) first|503 Already authenticated"
+    (r"503 Error: send \S+ first|503 Already authenticated"
      r"|503 Error: nested MAIL command|503 Error: need MAIL command", "bad_sequence"),
     (r"503 Error: need RCPT command", "no_valid_recipients"),
     (r"530 5\.7\.0 Authentication required", "auth_required"),
-    (r"538 5\.7\.11 ", "encryption_required"),
+    (r"538 5\.7\.11 |554 Command refused due to lack of security", "encryption_required"),
     (r"501 Syntax: |501 Not enough value|501 Too many values|501 Error: BODY "
      r"|501 Error: SMTPUTF8 ", "bad_syntax"),
     (r"221 Bye", "bye"),
@@ -45,9 +45,9 @@ _TABLE: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), n) for p
     (r"535 5\.7\.8 ", "auth_invalid"),
     (r"501 5\.7\.0 Auth aborted", "auth_aborted"),
     (r"501 5\.5\.2 Can't ", "bad_auth_data"),
-    (r"250 Syntax: |250 Supported commands|501 Supported commands|502 EXPN not implemented",
-     "not_implemented"),
-    (r"502 Could not VRFY|252 Cannot VRFY", "vrfy_disabled"),
+    (r"250 Syntax: |250 Supported commands|501 Supported commands|502 EXPN not implemented"
+     r"|502 Could not VRFY", "not_implemented"),
+    (r"252 Cannot VRFY", "vrfy_disabled"),
     (r"552 Error: message size exceeds|552 Error: Too much mail data", "message_too_large"),
     (r"555 ", "unknown_parameter"),
 ))

@@ -11,6 +11,7 @@ opportunistic STARTTLS.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 
@@ -61,8 +62,12 @@ class Transport:
     async def checkout(self, route: Route, mode: TLSMode) -> Connection | Outcome:
         """A ready connection to ``route``: a cached one that answers RSET, or a new one."""
         while (conn := self.cache.take(cache_key(route.ip, mode))) is not None:
-            if await conn.reset(self.params.command_timeout):
-                return conn
+            try:
+                if await conn.reset(self.params.command_timeout):
+                    return conn
+            except asyncio.CancelledError:
+                conn.close()
+                raise
         source = self.sources.pick(route.ip)
         if source == SourceAddresses.SKIP:
             return local("connect", "4.4.1", "no source address of this family in the pool",
@@ -120,11 +125,15 @@ class Attempt:
         self.abort(local("connect", "4.4.1", "no usable MX address", BounceCategory.CONNECTION))
         return self.results
 
-    def abort(self, reason: Outcome) -> None:
-        """Defer whatever is still pending (deadline, or nothing left to try)."""
+    def close(self) -> None:
+        """Drop the connection in use, if any (cut mid-session: its state is unknown)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def abort(self, reason: Outcome) -> None:
+        """Defer whatever is still pending (deadline, or nothing left to try)."""
+        self.close()
         for rid in self._all_pending():
             kept = self._kept.get(rid)
             o = reason if kept is None or reason.stage == "deadline" else kept.outcome

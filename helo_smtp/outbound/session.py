@@ -17,6 +17,7 @@ state is unknown (aiosmtplib itself closes after a timeout or a 421).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 import time
@@ -139,6 +140,9 @@ async def open_connection(route: Route, source_ip: str | None, params: SessionPa
     except FOREIGN_ERRORS as exc:
         smtp.close()
         return from_exception(exc, stage)
+    except asyncio.CancelledError:  # deadline or shutdown: never leave the socket open
+        smtp.close()
+        raise
     if mode == TLSMode.VERIFY and not tls:
         smtp.close()
         return local("starttls", "4.7.4", "TLS is required, but was not offered by host",

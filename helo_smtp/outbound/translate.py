@@ -10,6 +10,7 @@ kept for records never includes a traceback.
 from __future__ import annotations
 
 import ssl
+from dataclasses import replace
 
 import aiosmtplib
 import dns.exception
@@ -36,7 +37,10 @@ def _text(exc: BaseException, fallback: str) -> str:
 def from_exception(exc: BaseException, stage: str) -> Outcome:
     """The outcome for an exception raised by a library at ``stage``."""
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return from_reply("banner" if stage == "connect" else stage, exc.code, exc.message)
+        o = from_reply("banner" if stage == "connect" else stage, exc.code, exc.message)
+        if stage == "starttls":  # a refused STARTTLS is a TLS problem, never a bounce
+            return replace(o, category=_C.TLS, permanent=False)
+        return o
     if stage == "starttls":  # any failure of the handshake itself, certificate checks included
         return local("starttls", "4.7.5", "TLS handshake failed: " + _text(exc, "error"),
                      _C.TLS)

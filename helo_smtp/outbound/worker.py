@@ -38,7 +38,7 @@ from helo_smtp.outbound.dkim import Signer
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
-from helo_smtp.outbound.session import SessionParams, TLSMode, tls_contexts
+from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
 from helo_smtp.store import Store
 from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
 
@@ -57,24 +57,19 @@ class Job:
 
     message_id: str
     domain: str
-    rows: list[ClaimedRecipient]
-    started: bool = False
-    ids: list[int] = field(init=False)
+    rows: list[ClaimedRecipient] = field(default_factory=list)
+    started: bool = False  # holds a connection slot: stop() lets it finish within grace
 
-    def __post_init__(self) -> None:
-        self.ids = [r.id for r in self.rows]
+    @property
+    def ids(self) -> list[int]:
+        return [r.id for r in self.rows]
 
 
 def group(rows: list[ClaimedRecipient]) -> list[Job]:
     """(message, domain) groups, in claim order: one transaction carries each group."""
     jobs: dict[tuple[str, str], Job] = {}
     for r in rows:
-        key = (r.message_id, r.domain)
-        if key not in jobs:
-            jobs[key] = Job(r.message_id, r.domain, [])
-        jobs[key].rows.append(r)
-    for job in jobs.values():
-        job.ids = [r.id for r in job.rows]
+        jobs.setdefault((r.message_id, r.domain), Job(r.message_id, r.domain)).rows.append(r)
     return list(jobs.values())
 
 
@@ -133,7 +128,13 @@ class Worker:
         try:
             while not self._stopping:
                 self._kick.clear()
-                if not await self._claim_round():
+                try:
+                    busy = await self._claim_round()
+                except Exception:  # the store may fail for a moment; the worker must not
+                    log.exception("event=claim_failed mail_type=%s", self.mail_type.value)
+                    await asyncio.sleep(TICK)
+                    continue
+                if not busy:
                     await self._sleep()
         finally:
             keeper.cancel()
@@ -153,8 +154,11 @@ class Worker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for conn in self.cache.drain():
-            await conn.quit(min(1.0, self.cfg.delivery.command_timeout))
+        await self._quit_idle(self.cache.drain())
+
+    async def _quit_idle(self, conns: list[Connection]) -> None:
+        timeout = min(1.0, self.cfg.delivery.command_timeout)
+        await asyncio.gather(*(c.quit(timeout) for c in conns))
 
     def reload(self, cfg: Config) -> None:
         """New pool settings (SIGHUP) apply to deliveries started from now on."""
@@ -166,6 +170,8 @@ class Worker:
         self.transport.params = session_params(cfg, self.mail_type)
         self.transport.sources = SourceAddresses(pool.source_addresses)
         self.transport.contexts = tls_contexts(cfg.delivery.tls_ca_file)
+        for conn in self.cache.drain():  # opened with the old source address and EHLO name
+            conn.close()
 
     # ---- claiming ----------------------------------------------------------------------
     def _room(self) -> int:
@@ -218,11 +224,15 @@ class Worker:
         return 1
 
     async def _sleep(self) -> None:
-        if self._room() <= 0:
-            timeout = MAX_SLEEP  # a finishing delivery kicks us
-        else:
-            due = self.store.queue.next_due(self.mail_type)
-            timeout = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.01, due - time.time()))
+        timeout = MAX_SLEEP  # with no room, a finishing delivery kicks us
+        if self._room() > 0:
+            try:
+                due = self.store.queue.next_due(self.mail_type)
+            except Exception:  # same as a failed claim: try again in a while
+                log.exception("event=next_due_failed mail_type=%s", self.mail_type.value)
+                due = None
+            if due is not None:
+                timeout = min(MAX_SLEEP, max(0.01, due - time.time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._kick.wait(), timeout)
 
@@ -290,6 +300,8 @@ class Worker:
         except TimeoutError:
             attempt.abort(local("deadline", "4.4.2", "delivery deadline reached",
                                 BounceCategory.CONNECTION))
+        finally:
+            attempt.close()  # cancelled mid-session: the connection goes, not to the cache
         return attempt.results
 
     def _require_tls(self) -> set[str]:
@@ -347,8 +359,7 @@ class Worker:
         renew_at = time.monotonic() + self.cfg.delivery.lease_seconds / 3
         while True:
             await asyncio.sleep(min(TICK, self.cfg.delivery.lease_seconds / 3))
-            for conn in self.cache.expired():
-                await conn.quit(min(1.0, self.cfg.delivery.command_timeout))
+            await self._quit_idle(self.cache.expired())
             if time.monotonic() >= renew_at and self._jobs:
                 lease = self.cfg.delivery.lease_seconds
                 ids = [i for job in list(self._jobs.values()) for i in job.ids]

@@ -61,11 +61,12 @@ def _is_recipient(c: sqlite3.Connection, message_id: str, recipient: str) -> boo
 
 def _count_hit(c: sqlite3.Connection, message_id: str, recipient: str, kind: Kind,
                now: float) -> int:
-    """Insert or bump the engagement row; returns the hit count after this one."""
+    """Insert or bump the engagement row; returns the hit count after this one. (The
+    qualified ``engagement.count`` keeps PostgreSQL from reading it as ambiguous.)"""
     row = c.execute(
         "INSERT INTO engagement (message_id, recipient, kind, first_at, count)"
         " VALUES (?, ?, ?, ?, 1) ON CONFLICT (message_id, recipient, kind)"
-        " DO UPDATE SET count = count + 1 RETURNING count",
+        " DO UPDATE SET count = engagement.count + 1 RETURNING count",
         (message_id, recipient, kind.value, now)).fetchone()
     return int(row[0])
 

@@ -2,7 +2,8 @@
 
 Types: message.received, recipient.suppressed, delivery.delivered, delivery.deferred,
 delivery.bounced, message.expired, suppression.added, suppression.removed, message.opened,
-link.clicked, recipient.unsubscribed, queue.purged, queue.held, queue.released, queue.retried.
+link.clicked, recipient.unsubscribed, recipient.complained, queue.purged, queue.held,
+queue.released, queue.retried.
 """
 
 from __future__ import annotations

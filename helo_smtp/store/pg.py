@@ -126,6 +126,12 @@ class PgConn:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self.notices: set[tuple[str, str]] = set()
+
+    def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY at COMMIT (sent with it, in one round trip; repeats within one transaction
+        are folded, as PostgreSQL folds them anyway). Outside a write job: nothing is sent."""
+        self.notices.add((channel, payload))
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
                 ) -> psycopg.Cursor[Any]:
@@ -256,9 +262,10 @@ class PgDatabase:
                  ) -> tuple[bool, Any, bool]:
         """(True, value, _) once committed; (False, exception, may run again) when rolled back
         or never begun. A failed COMMIT raises StoreError at once: it must not be run again."""
+        pc = PgConn(conn)
         try:
             conn.execute("BEGIN")
-            value = fn(PgConn(conn))
+            value = fn(pc)
         except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
             dead = conn.closed or conn.broken  # nothing was committed on it: safe to rerun
             if not dead:
@@ -268,7 +275,7 @@ class PgDatabase:
                     conn.close()  # the pool replaces it
             return False, exc, dead or isinstance(exc, _RETRYABLE)
         try:
-            conn.execute("COMMIT")
+            conn.execute(_commit_sql(pc.notices))
         except psycopg.Error as exc:
             log.error("event=commit_failed error=%s", type(exc).__name__)
             raise _translated(exc) from None
@@ -320,6 +327,14 @@ class PgDatabase:
             self._closed = True
         self._executor.shutdown(wait=True)
         self.pool.close()
+
+
+def _commit_sql(notices: set[tuple[str, str]]) -> pg_sql.Composable:
+    """``COMMIT``, preceded by the job's NOTIFYs: one round trip (simple query protocol)."""
+    parts: list[pg_sql.Composable] = [
+        pg_sql.SQL("NOTIFY {}, {};").format(pg_sql.Identifier(ch), pg_sql.Literal(payload))
+        for ch, payload in sorted(notices)]
+    return pg_sql.Composed([*parts, pg_sql.SQL("COMMIT")])
 
 
 def _redact(url: str) -> str:

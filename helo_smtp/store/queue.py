@@ -99,10 +99,11 @@ def _charge_sends(c: sqlite3.Connection, account_id: str, n: int) -> None:
 
 
 def notify_in(c: sqlite3.Connection, mail_type: MailType | str) -> None:
-    """Tell every node that work of this type may be due (PostgreSQL NOTIFY, sent at COMMIT).
-    On SQLite there is one process and the daemon wakes its own worker: nothing to do."""
-    if dialect(c) == "postgresql":
-        c.execute("SELECT pg_notify(?, ?)", (QUEUE_CHANNEL, MailType(mail_type).value))
+    """Tell every node that work of this type may be due (PostgreSQL NOTIFY, sent with the
+    COMMIT). On SQLite there is one process and the daemon wakes its own worker: no-op."""
+    notify = getattr(c, "notify", None)
+    if notify is not None:
+        notify(QUEUE_CHANNEL, MailType(mail_type).value)
 
 
 def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> EnqueueResult:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 from helo_smtp.models import MailType
-from tests.support.net import MX_IPS
 from tests.support.outbound import bulk_enqueue, wait_states
 from tests.support.submit import submit
 from tests.support.waiting import wait_for

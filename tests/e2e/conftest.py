@@ -17,8 +17,8 @@ from tests.support.relay import RelayHandle
 from tests.support.submit import Submitter, submit
 
 #: Short timeouts keep failure paths fast (the defaults are minutes).
-DELIVERY = {"connect_timeout": 2.0, "command_timeout": 2.0, "data_timeout": 3.0,
-            "total_deadline": 8.0, "idle_connection_seconds": 5.0, "lease_seconds": 30.0}
+DELIVERY = {"connect_timeout": 5.0, "command_timeout": 5.0, "data_timeout": 5.0,
+            "total_deadline": 15.0, "idle_connection_seconds": 5.0, "lease_seconds": 30.0}
 
 
 class Scenario:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 
 from helo_smtp import metrics
-from helo_smtp.logs import parse_kv
 from tests.support.metricvalue import sample
 from tests.support.net import MX_IPS, POOLS
+from tests.support.outbound import capture_log
+from tests.support.waiting import wait_for
 
 
 def _attempts_metric(outcome: str) -> float:
@@ -16,12 +17,14 @@ def _attempts_metric(outcome: str) -> float:
                   outcome=outcome)
 
 
-def test_plain_delivery(scenario, sinks, caplog):
-    caplog.set_level(logging.INFO, logger="helo_smtp.delivery")
+def test_plain_delivery(scenario, sinks):
     before = _attempts_metric("delivered")
     sc = scenario()
-    mid = sc.submit(["ann@example.test", "bob@example.test", "cy@other.test"])
-    sc.wait(mid, delivered=3)
+    with capture_log("helo_smtp.delivery", logging.INFO) as log:
+        mid = sc.submit(["ann@example.test", "bob@example.test", "cy@other.test"])
+        sc.wait(mid, delivered=3)
+        # metrics and the log line follow the commit of each record
+        wait_for(lambda: len(log.kv("delivery")) == 3, what="three delivery log lines")
 
     mx1, mx3 = sinks[0].h.messages, sinks[2].h.messages
     assert [m["rcpt_tos"] for m in mx1] == [["ann@example.test", "bob@example.test"]]
@@ -40,8 +43,7 @@ def test_plain_delivery(scenario, sinks, caplog):
     assert all((a["stage"], a["code"], a["outcome"]) == ("data", 250, "delivered")
                for a in rows.values())
 
-    lines = [parse_kv(r.getMessage()) for r in caplog.records if r.name == "helo_smtp.delivery"]
-    lines = [f for f in lines if f and f.get("event") == "delivery"]
+    lines = log.kv("delivery")
     assert sorted(f["domain"] for f in lines) == ["example.test", "example.test", "other.test"]
     assert {(f["message_id"], f["mail_type"], f["state"]) for f in lines} == {
         (mid, "transactional", "delivered")}

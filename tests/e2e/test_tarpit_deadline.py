@@ -9,8 +9,8 @@ from tests.support.net import MX_IPS
 def test_tarpit_is_cut_at_the_deadline(scenario, sinks, dns):
     dns.add("tarpit.test", "MX", "10 mx.tarpit.test.")
     dns.add("mx.tarpit.test", "A", MX_IPS[3])
-    sinks[3].h.stall = {"RCPT": 0.5}  # each reply in time, all of them far too slow
-    sc = scenario(delivery={"command_timeout": 1.0, "total_deadline": 1.2})
+    sinks[3].h.stall = {"RCPT": 0.4}  # each reply well in time, all of them far too slow
+    sc = scenario(delivery={"command_timeout": 2.0, "total_deadline": 1.0})
     rcpts = [f"t{i}@tarpit.test" for i in range(6)]
     mid = sc.submit(rcpts)
     sc.wait(mid, deferred=6)

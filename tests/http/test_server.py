@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helo_smtp import config as config_mod
-from helo_smtp import tracking
+from helo_smtp import metrics, tracking
 from helo_smtp.config import HTTPConfig
 from helo_smtp.http.app import HTTPServer, parse_listen
 from tests.http.helpers import enqueue, urls_for
@@ -68,3 +68,20 @@ async def test_without_a_configured_secret_the_generated_key_is_used(store, tena
     async with aiohttp.ClientSession() as client:  # stopped means the port is closed
         with pytest.raises(aiohttp.ClientConnectionError):
             await client.get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def test_metrics_are_served_when_queue_stats_fail(served):
+    def broken() -> dict:
+        raise RuntimeError("database is locked")
+
+    previous = metrics._collector
+    metrics.register_queue(broken)
+    try:
+        async with served.client.get(f"{served.base}/metrics") as r:
+            assert r.status == 200
+            families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+    finally:
+        if previous is not None:
+            metrics.register_queue(previous._stats)
+    assert families["helo_queue_depth"].samples == []
+    assert "helo_engagement" in families

@@ -26,3 +26,16 @@ def make_relay(relay_factory):
 @pytest.fixture
 def relay(make_relay):
     return make_relay()
+
+
+@pytest.fixture(scope="module")
+def shared_relay(tmp_path_factory, dns_server, mx_port, server_cert):
+    """One non-delivering relay for a module's parametrized cases; tests using it must not
+    depend on what other cases left in the store."""
+    from tests.support.relay import RelayHandle, base_config
+
+    cfg = base_config(tmp_path_factory.mktemp("relay"), dns_port=dns_server.port,
+                      mx_port=mx_port, cert=server_cert)
+    handle = RelayHandle(cfg, deliver=False)
+    yield handle
+    handle.stop(grace=TEARDOWN_GRACE)

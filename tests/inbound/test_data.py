@@ -166,7 +166,8 @@ LIMITS = [
 
 
 @pytest.mark.parametrize("headers,detail", LIMITS, ids=[d for _, d in LIMITS])
-def test_helo_limits(relay, client_ctx, headers, detail):
+def test_helo_limits(shared_relay, client_ctx, headers, detail):
+    relay = shared_relay
     subject = headers.pop("Subject") if isinstance(headers, dict) and "Subject" in headers \
         else "Hello"
     assert submit(relay, client_ctx, body=message(subject=subject, headers=headers)) == \
@@ -208,7 +209,8 @@ def test_templates(relay, client_ctx):
     ("Hi {{name}}", "[1, 2]"),
     ("Hi {{name}}", '{"name": {"nested": true}}'),
 ])
-def test_template_errors(relay, client_ctx, subject, data):
+def test_template_errors(shared_relay, client_ctx, subject, data):
+    relay = shared_relay
     body = message(subject=subject, headers={"X-Helo-Template-Data": data})
     assert submit(relay, client_ctx, body=body) == c("templating_error")
 

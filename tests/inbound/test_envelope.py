@@ -109,7 +109,8 @@ def test_recipient_51_is_deferred(relay, client_ctx):
     ("RCPT TO:<@relay.example:user@example.test>", "recipient_ok"),  # route dropped
     ("RCPT TO:user@example.test", "recipient_ok"),
 ])
-def test_recipient_syntax(relay, client_ctx, command, expected):
+def test_recipient_syntax(shared_relay, client_ctx, command, expected):
+    relay = shared_relay
     raw = logged_in(relay, client_ctx)
     assert raw.cmd(f"MAIL FROM:<{relay.tenant.sender}>") == c("sender_ok")
     assert raw.cmd(command.encode()) == c(expected)

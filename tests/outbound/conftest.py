@@ -13,8 +13,8 @@ from tests.support.outbound import WorkerRig, extra_sinks  # noqa: F401 - fixtur
 from tests.support.relay import Tenant, base_config, make_tenant
 
 #: Short timeouts so failure paths finish in well under a second or two.
-FAST = {"connect_timeout": 2.0, "command_timeout": 2.0, "data_timeout": 3.0,
-        "total_deadline": 8.0, "idle_connection_seconds": 5.0, "lease_seconds": 30.0}
+FAST = {"connect_timeout": 5.0, "command_timeout": 5.0, "data_timeout": 5.0,
+        "total_deadline": 15.0, "idle_connection_seconds": 5.0, "lease_seconds": 30.0}
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from helo_smtp import metrics
 from tests.support.accounting import assert_accounting
 from tests.support.metricvalue import sample
+from tests.support.net import NET, POOLS
 from tests.support.outbound import enqueue, wait_states
 from tests.support.waiting import wait_for
 
@@ -58,3 +59,20 @@ def test_stop_quits_idle_connections(rig_factory, sinks):
     assert out_connections() == base + 1  # kept for the next message
     rig.workers.stop()
     assert out_connections() == base
+
+
+def test_reload_applies_new_pool_settings(rig_factory, make_cfg, sinks):
+    rig = rig_factory()
+    deliver_all(rig, ["before@other.test"])
+    new_cfg = make_cfg(pools={"transactional": {"helo_name": "new.relay.test",
+                                                "source_addresses": [NET + "4"]}})
+
+    async def reload() -> None:
+        for w in rig.workers.workers.values():
+            w.reload(new_cfg)
+
+    rig.workers.run(reload())
+    deliver_all(rig, ["after@other.test"])
+    seen = [(m["rcpt_tos"][0], m["peer"][0], m["ehlo"]) for m in sinks[2].h.messages]
+    assert seen == [("before@other.test", POOLS["transactional"][0], "tx.relay.test"),
+                    ("after@other.test", NET + "4", "new.relay.test")]

@@ -31,13 +31,13 @@ def test_a_lapsed_lease_returns_the_row_and_is_not_a_failure(rig_factory, sinks)
 
 
 def test_a_slow_delivery_keeps_its_lease(rig_factory, sinks):
-    sinks[2].h.stall = {"DATA": 1.5}
-    rig = rig_factory(delivery={"lease_seconds": 0.6})
+    sinks[2].h.stall = {"DATA": 2.5}
+    rig = rig_factory(delivery={"lease_seconds": 1.0})
     mid = enqueue(rig.store, rig.tenant, ["slow@other.test"])
     rig.workers.wake()
     wait_for(lambda: any(c[1] == "DATA" for c in sinks[2].h.commands), what="DATA to start")
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:  # well past the 0.6 s lease: still ours
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # well past the 1 s lease: still ours
         [row] = rig.store.admin.queue_list(domain="other.test")
         assert row["lease_until"] > time.time()
         assert asyncio.run(rig.store.queue.claim(MailType.TRANSACTIONAL, 10, "rival", 30)) == []

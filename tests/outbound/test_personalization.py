@@ -3,15 +3,20 @@ each; a paced broadcast gives rows back to the queue instead of holding them."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 import dkim
 
-from helo_smtp.logs import parse_kv
 from helo_smtp.models import MailType
 from tests.support.accounting import assert_accounting
-from tests.support.outbound import dkim_dnsfunc, enqueue, publish_dkim, raw_message, wait_states
+from tests.support.outbound import (
+    capture_log,
+    dkim_dnsfunc,
+    enqueue,
+    publish_dkim,
+    raw_message,
+    wait_states,
+)
 
 HTML = ('<html><body><p>Hi</p><a href="https://shop.example/sale">Sale</a></body></html>')
 
@@ -46,17 +51,16 @@ def test_each_recipient_gets_its_own_signed_copy(rig_factory, sinks, dns, dns_se
     assert_accounting(rig.store)
 
 
-def test_a_paced_broadcast_releases_rows_instead_of_holding_them(rig_factory, sinks, caplog):
-    caplog.set_level(logging.DEBUG, logger="helo_smtp.delivery")
+def test_a_paced_broadcast_releases_rows_instead_of_holding_them(rig_factory, sinks):
     rig = rig_factory(pools={"broadcast": {"per_domain_rate": 4.0}})
-    ids = [enqueue(rig.store, rig.tenant, [f"fan{i}@other.test"], MailType.BROADCAST)
-           for i in range(8)]
-    rig.workers.wake()
-    for mid in ids:
-        wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
+    with capture_log("helo_smtp.delivery") as log:
+        ids = [enqueue(rig.store, rig.tenant, [f"fan{i}@other.test"], MailType.BROADCAST)
+               for i in range(8)]
+        rig.workers.wake()
+        for mid in ids:
+            wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
     assert {r["attempts"] for mid in ids for r in rig.store.admin.recipients(mid)} == {1}
-    held = [parse_kv(r.getMessage()) for r in caplog.records
-            if r.getMessage().startswith("event=held_back")]
+    held = log.kv("held_back")
     # a burst of 4 (the bucket's capacity) went at once; the rest were given back to the
     # queue, due when tokens are there again, and came back as often as needed
     assert held and all(h["domain"] == "other.test" and h["mail_type"] == "broadcast"

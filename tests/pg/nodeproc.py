@@ -1,16 +1,25 @@
-"""Code that runs in child processes for the multi-process store tests (started with the
-``spawn`` method: a fresh interpreter, its own PostgreSQL connections, like another node)."""
+"""Other processes for the multi-node tests: functions run in ``spawn`` children by the
+store-level tests (a fresh interpreter with its own PostgreSQL connections, like another node),
+and ``RelayNode``, a whole relay in its own process."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from helo_smtp.errors import IdempotencyConflict
 from helo_smtp.models import MailType, NewMessage, uuid7
 from helo_smtp.store import Store, queue
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def new_message(account_id: str, channel_id: str, rcpts: list[str], key: str | None = None,
@@ -86,3 +95,35 @@ def submit_keys(url: str, account_id: str, channel_id: str, keys: list[str], fin
         finally:
             store.close()
     _report(out, run)
+
+
+class RelayNode:
+    """One relay node: ``python -m tests.support.run_relay CONFIG`` in its own process;
+    ``ports`` once its listeners are bound."""
+
+    def __init__(self, name: str, config_path: Path, log: Path) -> None:
+        self.name = name
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.run_relay",
+                                      str(config_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=self.log)
+        line: list[bytes] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
+        reader.start()
+        reader.join(60)
+        assert line and line[0], f"{name} did not start; see {log}"
+        self.ports = json.loads(line[0])["ports"]
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()

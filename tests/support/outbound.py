@@ -10,11 +10,13 @@ thread, DKIM records served by the local DNS server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import logging
 import ssl
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dns.exception
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from helo_smtp import keys
 from helo_smtp.config import Config
 from helo_smtp.daemon import node_id
+from helo_smtp.logs import parse_kv
 from helo_smtp.models import MailType, NewMessage, uuid7
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.worker import Worker
@@ -216,3 +219,33 @@ def extra_sinks(mx_port):
     yield make
     for s in started:
         s.stop()
+
+
+class LogRecords(logging.Handler):
+    """Records of one logger, caught by a handler on that logger itself (so it works whatever
+    another test did to propagation or the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def kv(self, event: str) -> list[dict[str, str]]:
+        """The key=value fields of every ``event=<event>`` line."""
+        out = [parse_kv(r.getMessage()) for r in self.records]
+        return [f for f in out if f and f.get("event") == event]
+
+
+@contextlib.contextmanager
+def capture_log(name: str, level: int = logging.DEBUG) -> Iterator[LogRecords]:
+    logger = logging.getLogger(name)
+    handler, old_level = LogRecords(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -101,8 +101,10 @@ def _free_port() -> int:
 class PgServer:
     """``PgServer(bindir).start()``; ``url(db)``, ``create_database()``, ``stop()``."""
 
-    def __init__(self, bindir: Path, workdir: Path | None = None) -> None:
+    def __init__(self, bindir: Path, workdir: Path | None = None, durable: bool = False
+                 ) -> None:
         self.bindir = bindir
+        self.durable = durable  # fsync on, as in production (benchmarks); off for tests
         self.user = _server_user()
         # Not under pytest's tmp dir: that is root-only (0700) and postgres must reach it.
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="helo-pg-"))
@@ -171,8 +173,10 @@ class PgServer:
         self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-             "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
-             "-c", "shared_buffers=32MB", "-c", "log_min_messages=warning"],
+             "-c", f"fsync={'on' if self.durable else 'off'}",
+             "-c", f"full_page_writes={'on' if self.durable else 'off'}",
+             "-c", "max_connections=300", "-c", "log_min_messages=warning",
+             "-c", f"shared_buffers={'128MB' if self.durable else '32MB'}"],
             user=self.user, stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir)
         logf.close()
         deadline = time.monotonic() + 30

@@ -243,3 +243,10 @@ def test_bare_enhanced_statuses(status, category):
 def test_codes_without_status_or_known_text():
     assert classify(421, None, "closing") == C.CONNECTION
     assert classify(550, None, "go away") == C.OTHER
+
+
+def test_a_refused_starttls_is_a_transient_tls_failure():
+    o = from_exception(aiosmtplib.SMTPResponseException(554, "5.7.3 TLS not available"),
+                       "starttls")
+    assert (o.code, o.category, o.permanent) == (554, C.TLS, False)
+    assert decide(o, last_host=True) == Action.DEFER

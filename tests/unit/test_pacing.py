@@ -106,7 +106,7 @@ def test_batch_larger_than_capacity_goes_from_full_bucket_into_debt():
 
 
 def test_reload_changes_rates_and_keeps_levels():
-    p, clock = pacer(rate=10.0)
+    p, _ = pacer(rate=10.0)
     for _ in range(10):
         assert p.delay("x.test") == 0.0
     p.reload(PoolConfig(rate=100.0))
@@ -198,10 +198,13 @@ def test_non_throttling_replies_and_unpaced_pools_never_slow_down():
 
 
 def test_pool_rate_only_still_slows_the_throttling_domain():
-    p, clock = pacer(rate=10.0, per_domain=0.0)
+    p, _ = pacer(rate=10.0, per_domain=0.0)
     assert p.note_reply("slow.test", 421, "4.7.0", "try again later") is True
     assert p.domain_rate("slow.test") == pytest.approx(5.0)
     assert p.domain_rate("other.test") == 0.0  # unslowed domains only share the pool bucket
+    assert [p.delay("slow.test") for _ in range(5)] == [0.0] * 5
+    assert p.delay("slow.test") == pytest.approx(0.2)
+    assert [p.delay("other.test") for _ in range(5)] == [0.0] * 5  # the pool's other half
 
 
 def test_slowdown_is_stored_and_survives_a_restart(store):

@@ -1,0 +1,36 @@
+"""Tests of the other suites that also run on PostgreSQL by default (``tests/conftest.py``
+parametrises their ``backend`` fixture over both backends; the files themselves are untouched).
+
+Why these: every store-level rule is already run on both backends in ``tests/store`` and
+``tests/pg``; here the point is the relay on top of PostgreSQL, one test per path where the
+store does something different there. The submit path with idempotency (the key row written
+first) and its concurrent race, suppressions and pending-account counters (upserts, the
+account row updated last), broadcast grouping (upsert of the broadcast, JSON counters), a
+revoked credential (reads through the pool); delivery, bounce with its suppression, retry,
+queue isolation and a mixed result (claims with SKIP LOCKED, record, status refresh), leases
+(lapse and release), and the pacer giving rows back (release + NOTIFY). The rest of the suites
+exercise the listener and the worker, which are the same on both backends; all of them can be
+run on PostgreSQL with ``HELO_TEST_BACKEND=postgresql`` (docs/scaling.md). Together these add
+about 20 s of CPU to the suite (a fresh database per test is ~0.25 s, made ahead of time).
+"""
+
+ON_BOTH_BACKENDS = frozenset({
+    "tests/inbound/test_idempotency.py::test_replay_returns_the_original_reply_and_queues_nothing",
+    "tests/inbound/test_idempotency.py::test_concurrent_submissions_with_one_key_make_one_message",
+    "tests/inbound/test_idempotency.py::test_a_key_older_than_an_hour_is_free_again",
+    "tests/inbound/test_data.py::test_control_headers_are_read_stored_and_stripped",
+    "tests/inbound/test_data.py::test_broadcast_grouping",
+    "tests/inbound/test_data.py::test_suppressions",
+    "tests/inbound/test_envelope.py::test_pending_account_rules",
+    "tests/inbound/test_auth.py::test_revoked_credential_is_invalid",
+    "tests/e2e/test_plain_delivery.py::test_plain_delivery",
+    "tests/e2e/test_5xx_per_recipient.py::test_5xx_bounces_one_recipient_others_delivered",
+    "tests/e2e/test_retry_after_4xx.py::test_4xx_then_delivered_on_retry",
+    "tests/e2e/test_queue_isolation.py::test_broadcast_backlog_never_delays_transactional",
+    "tests/e2e/test_mixed_rcpt.py::test_mixed_rcpt_results",
+    "tests/outbound/test_lifecycle.py::test_a_lapsed_lease_returns_the_row_and_is_not_a_failure",
+    "tests/outbound/test_lifecycle.py::test_stop_gives_unfinished_rows_back",
+    "tests/outbound/test_personalization.py::"
+    "test_a_paced_broadcast_releases_rows_instead_of_holding_them",
+    "tests/outbound/test_transactions.py::test_broadcast_and_transactional_claims_are_separate",
+})
