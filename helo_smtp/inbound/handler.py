@@ -142,15 +142,17 @@ class Handler:
         to_send = [r for r in recipients if r not in suppressed]
         if not to_send:
             raise errors.RecipientsSuppressed()
-        msg = self._new_message(server, envelope, inc, data, subject, to_send,
-                                [r for r in recipients if r in suppressed], channel)
+        trace = server.trace(envelope.smtp_utf8)
+        msg = await asyncio.to_thread(  # hashing and copying a large message: off the loop
+            self._new_message, trace, envelope, inc, data, subject, to_send,
+            [r for r in recipients if r in suppressed], channel)
         return await self._commit(server, envelope, msg)
 
-    def _new_message(self, server: Any, envelope: Any, inc: message.Incoming, data: bytes,
-                     subject: str, to_send: list[str], suppressed: list[str], channel: Any
-                     ) -> NewMessage:
+    def _new_message(self, trace: message.Trace, envelope: Any, inc: message.Incoming,
+                     data: bytes, subject: str, to_send: list[str], suppressed: list[str],
+                     channel: Any) -> NewMessage:
         ctl, now, msg_id = inc.controls, time.time(), uuid7()
-        received = message.received(server.trace(envelope.smtp_utf8), msg_id, now)
+        received = message.received(trace, msg_id, now)
         raw = message.finalize(data, received, msg_id, self.cfg.server.hostname)
         opens, links = policy.tracking(channel, ctl.track_opens, ctl.track_links)
         key = name = None

@@ -113,7 +113,8 @@ class HeloSMTP(SMTP):
                 transport.close()
                 return
             self._admitted = True
-            self._lifetime = self.loop.call_later(self._lifetime_seconds, self._end_of_life)
+            if self._lifetime_seconds > 0:  # 0: no limit
+                self._lifetime = self.loop.call_later(self._lifetime_seconds, self._end_of_life)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:

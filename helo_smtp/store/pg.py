@@ -38,12 +38,13 @@ from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from helo_smtp.errors import StorageFull, StoreError
+from helo_smtp.store.pg_schema import redact as _redact
 
 T = TypeVar("T")
 log = logging.getLogger("helo_smtp.store.pg")
 
 POOL_SIZE = 16  # connections per node at most (writers + readers)
-POOL_TIMEOUT = 30.0  # seconds to wait for a free connection before StoreError
+POOL_TIMEOUT = 5.0  # seconds to wait for a connection: then StoreError (451, the client retries)
 RETRIES = 5  # runs of one write job at most (deadlock, serialization failure, dead connection)
 KEEPALIVE = 30.0  # seconds between liveness checks of the LISTEN connection
 
@@ -335,8 +336,3 @@ def _commit_sql(notices: set[tuple[str, str]]) -> pg_sql.Composable:
         pg_sql.SQL("NOTIFY {}, {};").format(pg_sql.Identifier(ch), pg_sql.Literal(payload))
         for ch, payload in sorted(notices)]
     return pg_sql.Composed([*parts, pg_sql.SQL("COMMIT")])
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

@@ -13,6 +13,7 @@ This module imports no driver, so ``is_postgres_url`` costs nothing on a SQLite 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -226,6 +227,12 @@ MIGRATIONS: list[tuple[str, str]] = [
 def is_postgres_url(path: str) -> bool:
     """``server.database`` names a PostgreSQL server rather than a SQLite file."""
     return path.startswith(PREFIXES)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and ``--json`` output."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def apply(conn: Any) -> list[str]:

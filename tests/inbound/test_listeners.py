@@ -11,6 +11,8 @@ import subprocess
 import pytest
 
 from helo_smtp.errors import CATALOG
+from helo_smtp.inbound.listener import InboundServer
+from helo_smtp.models import MailType
 from tests.inbound.clients import Raw, accepted, message, send, session, source_ip
 from tests.support.waiting import wait_for
 
@@ -162,6 +164,27 @@ def test_reload_applies_new_limits_to_new_sessions(relay, client_ctx):
     s = session(relay, client_ctx)
     s.mail(relay.tenant.sender)
     assert [s.rcpt(f"u{i}@example.test")[0] for i in range(3)] == [250, 250, 452]
+
+
+def test_accepts_wake_the_worker_of_their_mail_type(relay, client_ctx):
+    """InboundServer on its own: start() names its ports, every accept calls wake(mail_type)
+    once, an idempotent replay does not."""
+    woke: list[MailType] = []
+
+    async def start():
+        server = InboundServer(relay.cfg, relay.store, woke.append)
+        return server, await server.start()
+    server, ports = relay.run(start())
+    assert set(ports) == {"submission", "submissions", "broadcast"}
+    own = type("Ports", (), {"ports": ports, "tenant": relay.tenant})()
+    keyed = message(headers={"X-Helo-Idempotency-Key": "k1"})
+    for listener in ("submission", "broadcast", "submission"):
+        s = session(own, client_ctx, listener)
+        accepted(send(s, relay.tenant.sender, ["u@example.test"],
+                      keyed if listener == "submission" else message()))
+        s.quit()
+    assert woke == [MailType.TRANSACTIONAL, MailType.BROADCAST]
+    relay.run(server.drain(1.0))
 
 
 swaks = shutil.which("swaks")

@@ -158,3 +158,11 @@ def test_postgres_url_is_recognised():
     assert pg_schema.is_postgres_url("postgres://u@h/db")
     assert not pg_schema.is_postgres_url("var/helo-smtp.db")
     assert not pg_schema.is_postgres_url("/srv/postgresql/helo.db")
+
+
+def test_redact_hides_passwords_only():
+    assert pg_schema.redact("postgresql://helo:s3cret@db:5432/helo") == \
+        "postgresql://helo:***@db:5432/helo"
+    assert pg_schema.redact("postgresql://db/helo?user=helo&password=s3cret&sslmode=require") \
+        == "postgresql://db/helo?user=helo&password=***&sslmode=require"
+    assert pg_schema.redact("postgresql://helo@db/helo") == "postgresql://helo@db/helo"

@@ -135,3 +135,12 @@ def test_every_aiosmtpd_reply_is_rewritten_to_the_catalog():
             assert line in known, (text, command, line)
             if text[0] in "45":
                 assert line[0] in "45", (text, line)  # a refusal stays a refusal
+
+
+def test_our_own_lines_pass_the_rewrite_unchanged():
+    lines = [r.line() for r in CATALOG.values()]
+    lines += [CATALOG["validation_error"].line(d) for d in DETAILS.values()]
+    lines += [accepted_line("0193a0b0-0000-7000-8000-000000000001", ["a@x.test"])]
+    for line in lines:
+        for command in ("MAIL", "RCPT", "DATA", "AUTH", "EHLO", None):
+            assert replies.translate(line, command) == line, (line, command)

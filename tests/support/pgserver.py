@@ -113,6 +113,8 @@ class PgServer:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._spares: queue.Queue[str] = queue.Queue(maxsize=2)
+        self._spare_maker = threading.Thread(target=self._make_spares, name="pg-spares",
+                                             daemon=True)
         self._stopping = threading.Event()
         self._chown(self.dir)
 
@@ -132,7 +134,7 @@ class PgServer:
         cached = self._cached_data()
         subprocess.run(["cp", "-a", str(cached), str(self.data)], check=True, user=self.user)
         self._start_server()
-        threading.Thread(target=self._make_spares, name="pg-spares", daemon=True).start()
+        self._spare_maker.start()
         return self
 
     def _start_server(self) -> None:
@@ -213,8 +215,9 @@ class PgServer:
 
     def create_database(self, template: str = TEMPLATE) -> str:
         """A fresh database (``template0``: empty, no migrations); returns its name."""
-        if template == TEMPLATE:
-            return self._spares.get(timeout=60)
+        if template == TEMPLATE and self._spare_maker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                return self._spares.get(timeout=30)
         return self._create(template)
 
     def _create(self, template: str) -> str:
