@@ -14,6 +14,8 @@ import re
 import unicodedata
 from enum import StrEnum
 
+import idna
+
 MAX_LOCAL = 64  # octets, RFC 5321 §4.5.3.1.1
 MAX_ADDRESS = 254  # octets, RFC 5321 §4.5.3.1.3 path minus the angle brackets
 MAX_DOMAIN = 253  # octets, RFC 1035 §2.3.4 without the final dot
@@ -85,8 +87,11 @@ def ascii_domain(domain: str) -> str | None:
     if not domain or any(_bad_char(ch) for ch in domain):
         return None
     try:
-        ascii_name = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError:
+        # UTS #46 / IDNA 2008 (the idna library), the same mapping the CLI stores domains with;
+        # Python's own "idna" codec is IDNA 2003 and maps e.g. "ß" differently.
+        ascii_name = (idna.encode(domain, uts46=True).decode("ascii")
+                      if not domain.isascii() else domain)
+    except (UnicodeError, idna.IDNAError):
         return None
     labels = ascii_name.split(".")
     if len(ascii_name) > MAX_DOMAIN or len(labels) < 2 or labels[-1].isdigit():

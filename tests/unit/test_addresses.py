@@ -98,3 +98,12 @@ def test_accepted_mailboxes_round_trip_through_aiosmtplib(local, domain, utf8):
     if check_mailbox(address, utf8) is None:
         assert quote_address(address) == f"<{address}>"
         assert parse_path(f"<{address}>") == (address, "")
+
+
+def test_idna_matches_the_cli_mapping():
+    """Inbound and the CLI must map a Unicode domain to the same A-label (UTS #46)."""
+    from helo_smtp.inbound.addresses import ascii_domain
+    from helo_smtp.names import domain_to_ascii
+
+    for name in ("straße.de", "bücher.example", "ÉCOLE.fr"):
+        assert ascii_domain(name) == domain_to_ascii(name)
