@@ -114,6 +114,8 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
+        if self.store is not None:
+            metrics.unregister_queue(self.store.queue.depth_by_type)
         if self._own_store and self.store is not None:
             self.store.close()
         self.stopped.set()
@@ -132,7 +134,8 @@ async def serve(cfg: Config) -> None:
     loop.add_signal_handler(signal.SIGHUP, relay.reload)
     sdnotify.ready(relay)
     watchdog = asyncio.create_task(sdnotify.watchdog_loop(relay))
-    log.info("event=started pid=%d ports=%s", os.getpid(), relay.ports)
+    ports = ",".join(f"{name}:{port}" for name, port in relay.ports.items())
+    log.info("event=started pid=%d ports=%s http_port=%s", os.getpid(), ports, relay.http_port)
     await done.wait()
     sdnotify.notify("STOPPING=1")
     log.info("event=stopping")

@@ -73,3 +73,11 @@ def register_queue(stats: Any) -> None:
         REGISTRY.unregister(_collector)
     _collector = QueueCollector(stats)
     REGISTRY.register(_collector)
+
+
+def unregister_queue(stats: Any) -> None:
+    """Forget the queue gauges' store if it is still ``stats`` (the relay is stopping)."""
+    global _collector
+    if _collector is not None and _collector._stats == stats:
+        REGISTRY.unregister(_collector)
+        _collector = None
