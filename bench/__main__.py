@@ -108,6 +108,8 @@ def throughput(env: Env, args: argparse.Namespace, names: list[str]) -> dict[str
         whatif = {"experiment": args.whatif,
                   "rounds": [{"round": r + 1, "runs": _round(r, relays, sink, args)}
                              for r in range(args.whatif_rounds)]}
+        if args.profile:  # where the time goes once that cost is gone: the next hot spots
+            whatif["profile"] = _profile(relays["helo-smtp"], sink, env, args)
     for relay in relays.values():
         relay.stop()
     sink.stop()

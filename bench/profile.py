@@ -63,6 +63,17 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
     pct = (lambda c: round(100.0 * c / total, 1)) if total else (lambda c: 0.0)
     return {"samples": total,
             "self": [(f, pct(c)) for f, c in self_c.most_common(top)],
-            "inclusive": [(f, pct(c)) for f, c in incl.most_common(top * 2)
-                          if not f.startswith(("<module>", "run (", "_run_once",
-                                               "run_forever", "run_until_complete"))][:top]}
+            "inclusive": [(f, pct(c)) for f, c in incl.most_common()
+                          if not _plumbing(f)][:top]}
+
+
+# Frames on nearly every stack (thread start, the event loop, click, asyncio.run): they say
+# nothing about where the time goes, so the inclusive list leaves them out.
+_PLUMBING = ("threading.py", "click/", "(cli.py)", "asyncio/runners.py", "asyncio/events.py",
+             "concurrent/futures/thread.py", "<module>")
+_LOOP = ("run_forever", "run_until_complete", "_run_once")
+
+
+def _plumbing(frame: str) -> bool:
+    func = frame.split(" (", 1)[0].rsplit(".", 1)[-1]
+    return any(p in frame for p in _PLUMBING) or func in _LOOP

@@ -147,6 +147,7 @@ def render(result: dict[str, Any], pngs: list[str]) -> str:
         INTRO.format(results=p["out"].split("/work/main/")[-1], seconds=p["seconds"],
                      rounds=p["rounds"]),
         _targets(result),
+        report_md2.findings(result),
         _machine(result),
         SETUP.format(conc=p["concurrency"], postfix=result["machine"]["postfix"],
                      delay=p["slow_delay"]),

@@ -101,14 +101,21 @@ def profile(result: dict[str, Any]) -> str:
     rows = ["## Where helo-smtp spends its time", "",
             "py-spy (`record --nonblocking -r 100 -f raw`) on the helo-smtp process during one "
             "extra accept run per mode (not one of the measured rounds). Self = the innermost "
-            "frame; inclusive = anywhere on the stack. % of all samples of busy threads."]
+            "frame (native time, e.g. a syscall or OpenSSL, counts to the Python frame that "
+            "called it); inclusive = anywhere on the stack, thread/event-loop/click plumbing "
+            "left out. % of all samples of busy threads.", profile_tables(prof)]
+    return "\n".join(rows) + "\n"
+
+
+def profile_tables(prof: dict[str, Any]) -> str:
+    rows: list[str] = []
     for mode, p in prof.items():
         rows += ["", f"**{mode.replace('_', ' ')}** ({p['samples']} samples, "
                  f"{p['accept_rate']:.0f} msg/s during the sampling)", "",
                  "| self % | function | | inclusive % | function |", "|---|---|---|---|---|"]
         for (sf, sp), (inf, ip) in zip(p["self"], p["inclusive"], strict=False):
             rows.append(f"| {sp} | `{sf}` | | {ip} | `{inf}` |")
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows)
 
 
 def whatif(result: dict[str, Any]) -> str:
@@ -124,6 +131,9 @@ def whatif(result: dict[str, Any]) -> str:
         for key, what in (("accept_rate", "accept"), ("e2e_rate", "end-to-end")):
             cells = [fmt(spread(runs_of({"w": w}, relay, m, key, "w"))) for m in MODES]
             rows.append(f"| {relay} {what} | {cells[0]} | {cells[1]} |")
+    if w.get("profile"):
+        rows += ["", "Where helo-smtp spends its time with this experiment loaded (py-spy, as "
+                 "above): the next hot spots.", profile_tables(w["profile"])]
     return "\n".join(rows) + "\n"
 
 
@@ -140,3 +150,40 @@ def commands(result: dict[str, Any]) -> str:
         "```", result["command"], "```", "",
         "Raw numbers (every round, every probe, every memory sample): "
         "`bench/results/latest.json`.", ""])
+
+
+def _dkim_share(p: dict[str, Any]) -> float:
+    return max((pct for f, pct in p["inclusive"] if "(outbound/dkim.py)" in f), default=0.0)
+
+
+def findings(result: dict[str, Any]) -> str:
+    """Sentences computed from this run's numbers (no hand-written figures)."""
+    rows = ["## Reading the numbers", ""]
+    foreign = spread([r.get("foreign_pct", 0.0) for rnd in result["throughput"]["rounds"]
+                      for r in rnd["runs"]])
+    if foreign and foreign["median"] > 15:
+        rows.append(f"* **This run shared the machine.** Work outside the benchmark used a "
+                    f"median {foreign['median']:.0f} % of the two cores during the accept runs "
+                    "(see Machine). Postfix and helo-smtp ran interleaved under the same "
+                    "conditions, so their ratios hold better than the absolute rates.")
+    prof = (result["throughput"].get("profile") or {}).get("persistent")
+    if prof:
+        top = ", ".join(f"`{f}` {p} %" for f, p in prof["self"][:3])
+        rows.append(f"* helo-smtp's top self-time frames (persistent sessions): {top}. DKIM "
+                    f"signing (`outbound/dkim.py`, inclusive) is {_dkim_share(prof):.0f} % of "
+                    "all samples: dkimpy signs with its own pure-Python RSA "
+                    "(`dkim/crypto.py: rsa_decrypt`), and it runs under the GIL even from "
+                    "`asyncio.to_thread`, so it takes its share from accepting as well.")
+    w = result["throughput"].get("whatif")
+    if w:
+        for mode in MODES:
+            base = spread(runs_of(result, "helo-smtp", mode, "e2e_rate"))
+            new = spread(runs_of({"w": w}, "helo-smtp", mode, "e2e_rate", "w"))
+            pf = spread(runs_of({"w": w}, "postfix", mode, "e2e_rate", "w"))
+            if base and new and pf:
+                rows.append(f"* With OpenSSL doing the RSA (`{w['experiment']}`, "
+                            f"{mode.replace('_', ' ')}): helo-smtp end-to-end "
+                            f"{base['median']:.0f} -> {new['median']:.0f} msg/s "
+                            f"({new['median'] / base['median']:.1f}x), against Postfix's "
+                            f"{pf['median']:.0f} in the same rounds.")
+    return "\n".join(rows) + "\n" if len(rows) > 2 else ""

@@ -86,7 +86,8 @@ class DNSConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     port: int = _s(25, "remote SMTP port (tests point this at local sinks)")
-    require_tls_domains: list[str] = _s([], "domains that get mail only over STARTTLS")
+    require_tls_domains: list[str] = _s([], "domains that get mail only over STARTTLS with a "
+                                        "certificate valid for the MX name")
     tls_ca_file: str = _s("", "extra CA bundle (PEM) trusted when verifying the certificates of "
                           "require_tls_domains hosts (empty: system CAs only)")
     connect_timeout: float = _s(30.0, "seconds to connect and read the banner")

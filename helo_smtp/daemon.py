@@ -125,6 +125,9 @@ async def serve(cfg: Config) -> None:
     """``helo-smtp serve``: run until SIGTERM/SIGINT, reload on SIGHUP."""
     from helo_smtp import sdnotify
 
+    # Over RLIMIT_FSIZE a write must fail with EFBIG (the store answers 452 4.3.1), not kill
+    # the relay with SIGXFSZ. CPython ignores it at start already; say so where it matters.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     relay = Relay(cfg)
     await relay.start()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,21 @@ def pytest_configure(config):
                             "always runs on SQLite")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--chaos", action="store_true", default=False,
+                     help="also run tests marked chaos (long runs; or set HELO_CHAOS=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``chaos`` run only with ``--chaos`` or ``HELO_CHAOS=1``."""
+    if config.getoption("--chaos") or os.environ.get("HELO_CHAOS") == "1":
+        return
+    skip = pytest.mark.skip(reason="chaos run: pass --chaos or set HELO_CHAOS=1")
+    for item in items:
+        if item.get_closest_marker("chaos"):
+            item.add_marker(skip)
+
+
 def pytest_generate_tests(metafunc):
     """The tests listed in tests/pg/both_backends.py run on both backends."""
     from tests.pg.both_backends import ON_BOTH_BACKENDS

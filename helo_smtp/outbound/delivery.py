@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from helo_smtp.models import BounceCategory
 from helo_smtp.outbound.connections import ConnectionCache, SourceAddresses, cache_key
@@ -57,7 +57,6 @@ class Transport:
     caps: ConnectionCaps
     cache: ConnectionCache
     sources: SourceAddresses
-    closing: list[Connection] = field(default_factory=list)  # evicted, QUIT pending
 
     async def checkout(self, route: Route, mode: TLSMode) -> Connection | Outcome:
         """A ready connection to ``route``: a cached one that answers RSET, or a new one."""

@@ -172,17 +172,38 @@ def _needs_smtputf8(sender: str, rcpts: list[tuple[int, str]]) -> bool:
     return not (sender.isascii() and all(a.isascii() for _, a in rcpts))
 
 
-def _utf8_refused(sender: str, rcpts: list[tuple[int, str]],
-                  res: TxResult) -> list[tuple[int, str]]:
-    """RFC 6531 §3.4: a non-ASCII address cannot go to a server without SMTPUTF8 (5.6.7)."""
+def ascii_form(address: str) -> str | None:
+    """The address as plain ASCII, its domain as an A-label (RFC 5891), when the local part
+    is ASCII; None when only SMTPUTF8 can carry it."""
+    if address.isascii():
+        return address
+    local_part, _, domain = address.rpartition("@")
+    if not local_part.isascii():
+        return None
+    try:
+        return f"{local_part}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return None
+
+
+def _without_smtputf8(sender: str, rcpts: list[tuple[int, str]], res: TxResult
+                      ) -> tuple[str, list[tuple[int, str]]]:
+    """RFC 6531 §3.4: for a server without SMTPUTF8, domains go as A-labels; an address
+    whose local part is not ASCII cannot be sent there at all (5.6.7)."""
     refusal = local("mail", "5.6.7", "SMTPUTF8 is required, but was not offered by host",
                     BounceCategory.CONTENT)
-    if not sender.isascii():
+    ascii_sender = ascii_form(sender)
+    if ascii_sender is None:
         res.outcomes.update({rid: refusal for rid, _ in rcpts})
-        return []
-    res.outcomes.update({rid: as_stage(refusal, "rcpt") for rid, a in rcpts
-                         if not a.isascii()})
-    return [(rid, a) for rid, a in rcpts if a.isascii()]
+        return sender, []
+    kept = []
+    for rid, addr in rcpts:
+        converted = ascii_form(addr)
+        if converted is None:
+            res.outcomes[rid] = as_stage(refusal, "rcpt")
+        else:
+            kept.append((rid, converted))
+    return ascii_sender, kept
 
 
 def _mail_options(conn: Connection, data: bytes, utf8: bool) -> list[str]:
@@ -202,7 +223,7 @@ async def transact(conn: Connection, sender: str, rcpts: list[tuple[int, str]], 
     res = TxResult()
     utf8 = _needs_smtputf8(sender, rcpts)
     if utf8 and not conn.supports("smtputf8"):
-        rcpts = _utf8_refused(sender, rcpts, res)
+        sender, rcpts = _without_smtputf8(sender, rcpts, res)
         utf8 = False
         if not rcpts:
             return res

@@ -3,8 +3,8 @@
 Two workers run, one per mail type, each with its own pool (``[pools.<type>]``): connection
 budget and per-domain cap (``pacing.ConnectionCaps``), source addresses and EHLO name, token
 buckets (``pacing.Pacer``), idle connections. They share nothing but the event loop, the store
-and the DNS cache, and each claims only its own type (``store.queue.claim`` reads one partial
-index per type), so a backlog of any size in one queue never delays the other.
+and the DNS cache, and each claims only its own type (``store.queue.claim`` reads its own
+range of the partial due index), so a backlog of any size in one queue never delays the other.
 
 The loop: claim at most as many rows as there is room for in flight (leased; the lease is
 renewed while they are held, and a crash lets it lapse so the rows simply come back), group
@@ -12,6 +12,10 @@ them by (message, domain), and start one delivery task per group. A group whose 
 has a full wave waiting, or that the pacer says must wait, is given back with
 ``store.queue.release`` (due later, no lease, no connection held while it waits). With nothing
 due the worker sleeps until ``wake()`` or the next due time (``store.queue.next_due``).
+
+Two hooks sit in the path of each group: the pacer (``_hold_back``, before a connection slot is
+taken) and per-recipient personalization (``_envelopes``: ``tracking.personalize`` makes one
+copy, and so one transaction, per recipient, before the DKIM signature is computed).
 """
 
 from __future__ import annotations

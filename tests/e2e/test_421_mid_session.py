@@ -1,6 +1,5 @@
 """A 421 in the middle of a session closes it: every recipient still in the transaction
-(accepted ones included: DATA never happened) goes to the next MX; at the last MX it is
-deferred instead."""
+(accepted ones included: DATA never happened) goes to the next MX."""
 
 from __future__ import annotations
 
@@ -19,14 +18,3 @@ def test_421_at_rcpt_moves_the_whole_transaction_to_the_next_mx(scenario, sinks)
     assert {a["remote_host"] for a in sc.attempts(mid)} == {"mx2.example.test"}
     assert sc.counts() == {"message.received": 1, "delivery.delivered": 3}
 
-
-def test_421_at_mail_on_the_only_mx_defers(scenario, sinks):
-    sinks[2].h.mail_reply = "421 4.7.0 Too many connections from your host"
-    sc = scenario()
-    mid = sc.submit(["lee@other.test", "max@other.test"])
-    sc.wait(mid, deferred=2)
-    rows = sc.store.admin.recipients(mid)
-    assert {(r["last_code"], r["last_status"], r["category"]) for r in rows} == {
-        (421, "4.7.0", "rate_limited")}
-    assert not sinks[2].h.messages
-    assert sc.counts() == {"message.received": 1, "delivery.deferred": 2}

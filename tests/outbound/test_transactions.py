@@ -93,3 +93,16 @@ def test_broadcast_and_transactional_claims_are_separate(rig_factory, sinks):
     pools = rig.cfg.pools
     assert src == {"t@other.test": pools.transactional.source_addresses[0],
                    "b@other.test": pools.broadcast.source_addresses[0]}
+
+
+def test_an_idn_domain_goes_as_an_a_label_without_smtputf8(rig_factory, dns, extra_sinks):
+    sink = extra_sinks(24, "mx.idn.test")  # no SMTPUTF8
+    dns.add("xn--bcher-kva.test", "MX", "10 mx.idn.test.")  # bücher.test
+    dns.add("mx.idn.test", "A", sink.host)
+    rig = rig_factory()
+    mid = enqueue(rig.store, rig.tenant, ["kurt@bücher.test", "jörg@bücher.test"])
+    rig.workers.wake()
+    wait_states(rig.store, mid, lambda c: c == {"delivered": 1, "bounced": 1})
+    assert [m["rcpt_tos"] for m in sink.h.messages] == [["kurt@xn--bcher-kva.test"]]
+    assert "SMTPUTF8" not in sink.h.mail_options[0]
+    assert_accounting(rig.store)

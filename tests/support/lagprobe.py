@@ -1,0 +1,59 @@
+"""Event-loop lag of a running relay, measured on the relay's own loop.
+
+    probe = LagProbe.start(handle)          # handle: tests.support.relay.RelayHandle
+    ... load ...
+    lags = probe.stop(handle)               # seconds late, one sample per tick
+    assert percentile(lags, 99) < 0.050
+
+A task on the relay loop sleeps ``interval`` again and again and records how much later than
+asked it woke up: any callback that blocks the loop (a slow hash, a synchronous read, a big
+copy) shows up as lag for every session on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+INTERVAL = 0.005
+
+
+class LagProbe:
+    def __init__(self, interval: float = INTERVAL) -> None:
+        self.interval = interval
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(self.interval)
+            self.samples.append(max(0.0, loop.time() - t0 - self.interval))
+
+    async def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lag-probe")
+
+    async def _stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    @classmethod
+    def start(cls, handle: Any, interval: float = INTERVAL) -> LagProbe:
+        probe = cls(interval)
+        handle.run(probe._start())
+        return probe
+
+    def stop(self, handle: Any) -> list[float]:
+        handle.run(self._stop())
+        return list(self.samples)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100)."""
+    assert values, "no samples"
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
