@@ -178,7 +178,8 @@ def run(args: argparse.Namespace, layout: Layout | None = None) -> dict[str, Any
         raise SystemExit("bench needs root and postfix, smtp-sink, smtp-source, saslpasswd2")
     env = Env(layout or Layout(), keep=args.keep).start()
     result: dict[str, Any] = {"machine": machine.facts(), "params": vars(args),
-                              "command": " ".join(sys.argv), "started": time.time(),
+                              "command": "python -m bench " + " ".join(sys.argv[1:]),
+                              "started": time.time(),
                               "idle_before": idle_load(args.idle_seconds)}
     try:
         result["throughput"] = throughput(env, args, names)

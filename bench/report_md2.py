@@ -137,6 +137,12 @@ def whatif(result: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _command(cmd: str) -> str:
+    """``python -m bench ...`` whatever path the interpreter was given."""
+    _, sep, tail = cmd.partition("bench/__main__.py")
+    return "python -m bench" + tail if sep else cmd
+
+
 def commands(result: dict[str, Any]) -> str:
     return "\n".join([
         "## Reproduce", "",
@@ -147,7 +153,7 @@ def commands(result: dict[str, Any]) -> str:
         ".venv/bin/python -m bench.report bench/results/latest.json   # re-render only",
         "```", "",
         "This run's command line:", "",
-        "```", result["command"], "```", "",
+        "```", _command(result["command"]), "```", "",
         "Raw numbers (every round, every probe, every memory sample): "
         "`bench/results/latest.json`.", ""])
 

@@ -69,11 +69,17 @@ class Job:
         return [r.id for r in self.rows]
 
 
-def group(rows: list[ClaimedRecipient]) -> list[Job]:
-    """(message, domain) groups, in claim order: one transaction carries each group."""
-    jobs: dict[tuple[str, str], Job] = {}
+def group(rows: list[ClaimedRecipient], per_recipient: bool = False) -> list[Job]:
+    """(message, domain) groups, in claim order: one transaction carries each group.
+
+    ``per_recipient``: one job per recipient, for mail personalized per recipient (one
+    transaction each anyway). Each job then asks the pacer for its own token when it starts,
+    so deliveries follow the token bucket instead of leaving in batches.
+    """
+    jobs: dict[tuple[str, str] | int, Job] = {}
     for r in rows:
-        jobs.setdefault((r.message_id, r.domain), Job(r.message_id, r.domain)).rows.append(r)
+        key = r.id if per_recipient else (r.message_id, r.domain)
+        jobs.setdefault(key, Job(r.message_id, r.domain)).rows.append(r)
     return list(jobs.values())
 
 
@@ -197,7 +203,7 @@ class Worker:
         if late:
             await self._record(late, [records.expired(r, now) for r in late])
         started = 0
-        for job in group([r for r in rows if r.expires_at > now]):
+        for job in group([r for r in rows if r.expires_at > now], self._personalized()):
             wait = self._hold_back(job)
             if wait > 0:
                 await self.store.queue.release(job.ids, time.time() + wait)
@@ -220,12 +226,14 @@ class Worker:
         # the rows back (store.queue.release) instead of holding a lease or a connection.
         return self.pacer.delay(job.domain, self._transactions(job))
 
+    def _personalized(self) -> bool:
+        """Broadcast mail gets its own List-Unsubscribe per recipient when the HTTP side is
+        public, so each recipient is its own transaction."""
+        return self.mail_type == MailType.BROADCAST and bool(self.cfg.http.public_url)
+
     def _transactions(self, job: Job) -> int:
         """Messages this group will send: one per recipient when it is personalized."""
-        http = self.cfg.http
-        if self.mail_type == MailType.BROADCAST and http.public_url:
-            return len(job.rows)
-        return 1
+        return len(job.rows) if self._personalized() else 1
 
     async def _sleep(self) -> None:
         timeout = MAX_SLEEP  # with no room, a finishing delivery kicks us

@@ -8,12 +8,13 @@ that makes a psycopg connection look that way; the SQL itself is written to run 
 ``dialect(c) == "postgresql"`` branch only where the engines truly differ (claims with
 ``FOR UPDATE SKIP LOCKED``, JSON counters, NOTIFY).
 
-Every write job runs in its own READ COMMITTED transaction on a pooled connection, in a thread
-pool, so ``awrite`` never blocks the event loop and many commits are in flight at once (the
-server groups their WAL flushes itself). A job that hits a deadlock or a serialization failure,
-or a pooled connection that turned out dead *before* COMMIT was sent, is run again on a fresh
-connection: nothing of it was committed. A failure at COMMIT is never retried (the outcome is
-unknown); the caller gets ``StoreError`` and the client retries, with its idempotency key.
+Write jobs are group-committed by a few writer threads (``pg_writer.py``: many jobs per READ
+COMMITTED transaction, each in its own savepoint), so ``awrite`` never blocks the event loop
+and rows every message touches (an account's counter) are not a bottleneck. A job that hits a
+deadlock or a serialization failure, or a connection that turned out dead *before* COMMIT was
+sent, is run again: nothing of it was committed. A failure at COMMIT is never retried (the
+outcome is unknown); the caller gets ``StoreError`` and the client retries, with its
+idempotency key.
 
 Reads run in autocommit on a pooled connection: each statement sees the latest committed data.
 """
@@ -23,12 +24,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import psycopg
@@ -39,13 +38,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from helo_smtp.errors import StorageFull, StoreError
 from helo_smtp.store.pg_schema import redact as _redact
+from helo_smtp.store.pg_writer import GroupWriter, commit_sql
 
 T = TypeVar("T")
 log = logging.getLogger("helo_smtp.store.pg")
 
 POOL_SIZE = 16  # connections per node at most (writers + readers)
 POOL_TIMEOUT = 5.0  # seconds to wait for a connection: then StoreError (451, the client retries)
-RETRIES = 5  # runs of one write job at most (deadlock, serialization failure, dead connection)
 KEEPALIVE = 30.0  # seconds between liveness checks of the LISTEN connection
 
 _TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|::|:[A-Za-z_]\w*|[?%]""")
@@ -149,9 +148,6 @@ class PgConn:
 
 
 # ---- errors --------------------------------------------------------------------------------
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
-              pg_errors.LockNotAvailable)
-
 
 def translate(exc: BaseException) -> BaseException:
     """Disk full -> StorageFull; lost server or pool -> StoreError; SQL bugs and constraint
@@ -206,7 +202,8 @@ class PgDatabase:
         except PoolTimeout:
             self.pool.close()
             raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}") from None
-        self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="helo-pg-writer")
+        self._writer = GroupWriter(self.pool, PgConn, translate,
+                                   lambda c: commit_sql(c.notices))
         self._closed = False
         self._lock = threading.Lock()
 
@@ -230,57 +227,17 @@ class PgDatabase:
     def submit(self, fn: Callable[[PgConn], T]) -> Future[T]:
         if self._closed:
             raise StoreError("store is closed")
-        return self._executor.submit(self._write, fn)
+        fut: Future[T] = Future()
+        self._writer.put(fn, fut)
+        return fut
 
     def write(self, fn: Callable[[PgConn], T]) -> T:
-        """Run ``fn`` in its own transaction and return once it is committed."""
-        if self._closed:
-            raise StoreError("store is closed")
-        return self._write(fn)
+        """Run ``fn`` in a write transaction and wait for its COMMIT (sync callers)."""
+        return self.submit(fn).result()
 
     async def awrite(self, fn: Callable[[PgConn], T]) -> T:
-        """Run ``fn`` in its own transaction off the loop; resolves after its COMMIT."""
+        """Run ``fn`` in a write transaction off the loop; resolves after its COMMIT."""
         return await asyncio.wrap_future(self.submit(fn))
-
-    def _write(self, fn: Callable[[PgConn], T]) -> T:
-        for attempt in range(RETRIES):
-            try:
-                with self.pool.connection() as conn:
-                    ok, value, again = self._run_job(conn, fn)
-            except PoolTimeout as exc:
-                raise _translated(exc) from None
-            if ok:
-                return value
-            if not again or attempt + 1 == RETRIES:
-                raise _translated(value)
-            log.info("event=store_retry attempt=%d error=%s", attempt + 1, type(value).__name__)
-            # Jittered backoff: the other side of a deadlock gets the row before we ask again.
-            time.sleep(random.uniform(0, 0.005 * 2 ** attempt))
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _run_job(conn: psycopg.Connection[Any], fn: Callable[[PgConn], T]
-                 ) -> tuple[bool, Any, bool]:
-        """(True, value, _) once committed; (False, exception, may run again) when rolled back
-        or never begun. A failed COMMIT raises StoreError at once: it must not be run again."""
-        pc = PgConn(conn)
-        try:
-            conn.execute("BEGIN")
-            value = fn(pc)
-        except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
-            dead = conn.closed or conn.broken  # nothing was committed on it: safe to rerun
-            if not dead:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    conn.close()  # the pool replaces it
-            return False, exc, dead or isinstance(exc, _RETRYABLE)
-        try:
-            conn.execute(_commit_sql(pc.notices))
-        except psycopg.Error as exc:
-            log.error("event=commit_failed error=%s", type(exc).__name__)
-            raise _translated(exc) from None
-        return True, value, False
 
     # ---- notifications -------------------------------------------------------------------
     async def listen(self, channel: str, callback: Callable[[str], None],
@@ -326,13 +283,6 @@ class PgDatabase:
             if self._closed:
                 return
             self._closed = True
-        self._executor.shutdown(wait=True)
+        self._writer.close()
         self.pool.close()
 
-
-def _commit_sql(notices: set[tuple[str, str]]) -> pg_sql.Composable:
-    """``COMMIT``, preceded by the job's NOTIFYs: one round trip (simple query protocol)."""
-    parts: list[pg_sql.Composable] = [
-        pg_sql.SQL("NOTIFY {}, {};").format(pg_sql.Identifier(ch), pg_sql.Literal(payload))
-        for ch, payload in sorted(notices)]
-    return pg_sql.Composed([*parts, pg_sql.SQL("COMMIT")])

@@ -31,6 +31,7 @@ def test_bench_harness_end_to_end(tmp_path):
     _check_throughput(result)
     _check_ceilings(result)
     _check_isolation(result)
+    _check_memory(result)
     _check_queue_scaling(result)
     _check_report(result, tmp_path / "docs")
 
@@ -39,6 +40,7 @@ def _run(out):
     args = bench_main.parse([
         "--rounds", "1", "--count", str(COUNT), "--source-count", str(COUNT),
         "--iso-messages", str(BACKLOG), "--drain-seconds", "3", "--slow-delay", "1",
+        "--memory-messages", str(BACKLOG), "--memory-seconds", "20",
         "--queue-sizes", "300", "--claim-batches", "2", "--idle-seconds", "0.1",
         "--out", str(out)])
     # This xdist worker's own loopback block, away from the suite's client/pool/MX addresses.
@@ -81,6 +83,15 @@ def _check_isolation(result):
         assert iso["memory"]["peak_rss"] > 0, relay
         drain = report.probe_stats(iso, "drain")
         assert drain["n"] >= 2 and drain["undelivered"] < drain["n"], (relay, iso["probes"])
+
+
+def _check_memory(result):
+    """helo-smtp started on a bulk-filled backlog tries every message (all deferred: 451)."""
+    if not bench_main.helo_ready():
+        return
+    mem = result["helo_memory"]
+    assert mem["settled"] and mem["attempted"] == BACKLOG, mem
+    assert mem["queued"] == BACKLOG and mem["peak_rss"] > 0
 
 
 def _check_queue_scaling(result):

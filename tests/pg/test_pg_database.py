@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from helo_smtp.errors import StorageFull, StoreError
-from helo_smtp.store import Store
+from helo_smtp.store import Store, pg_writer
 from helo_smtp.store.pg import PgRow, convert
 
 
@@ -92,8 +92,9 @@ def test_disk_full_is_storage_full_and_store_goes_on(pg_store):
     assert pg_store.settings.get("after")
 
 
-def test_deadlock_victim_is_run_again(pg_store):
-    """Two jobs lock two rows in opposite order: PostgreSQL kills one, and it is rerun."""
+def test_deadlock_victim_is_run_again(pg_store, pg_url):
+    """Two nodes lock two rows in opposite order: PostgreSQL kills one job, which is rerun."""
+    other = Store.open(pg_url)
     pg_store.db.write(lambda c: c.executemany(
         "INSERT INTO settings (key, value) VALUES (?, '0')", [("a",), ("b",)]))
     barrier = threading.Barrier(2)
@@ -111,12 +112,81 @@ def test_deadlock_victim_is_run_again(pg_store):
 
     async def both():
         return await asyncio.gather(pg_store.db.awrite(job("a", "b")),
-                                    pg_store.db.awrite(job("b", "a")))
+                                    other.db.awrite(job("b", "a")))
 
-    asyncio.run(both())
+    try:
+        asyncio.run(both())
+    finally:
+        other.close()
     assert sum(runs.values()) >= 3  # a deadlock victim was run again
     a, b = pg_store.settings.get("a"), pg_store.settings.get("b")
     assert a == b and a in {"0ab", "0ba"}  # both jobs applied whole, one after the other
+
+
+def _occupy_writers(db) -> tuple[threading.Event, list]:
+    """Keep every writer thread busy in a job of its own until the event is set, so the jobs
+    submitted meanwhile queue up and the next free writer takes them as one group."""
+    release, futures = threading.Event(), []
+    for _ in range(pg_writer.WRITERS):
+        started = threading.Event()
+
+        def hold(c, started=started):
+            started.set()
+            release.wait(30)
+
+        futures.append(db.submit(hold))
+        assert started.wait(10)
+    return release, futures
+
+
+def test_group_commit_fails_only_the_failing_job(pg_store):
+    """Jobs sharing one transaction (savepoints): the one that raises is rolled back alone,
+    also when PostgreSQL refused one of its statements; the others commit together."""
+    def good(k):
+        return lambda c: c.execute("INSERT INTO settings (key, value) VALUES (?, 'v')"
+                                   " RETURNING txid_current()", (k,)).fetchone()[0]
+
+    def bad_sql(c):
+        c.execute("INSERT INTO settings (key, value) VALUES ('bad1', 'v')")
+        c.execute("INSERT INTO settings (key, value) VALUES ('bad1', 'dup')")  # unique key
+
+    def bad_python(c):
+        c.execute("INSERT INTO settings (key, value) VALUES ('bad2', 'v')")
+        raise RuntimeError("boom")
+
+    release, holders = _occupy_writers(pg_store.db)
+    jobs = [good(f"g{i}") for i in range(20)]
+    jobs[5], jobs[12] = bad_sql, bad_python
+    futures = [pg_store.db.submit(j) for j in jobs]
+    release.set()
+    for f in holders:
+        f.result(10)
+    assert isinstance(futures[5].exception(10), psycopg.IntegrityError)
+    assert isinstance(futures[12].exception(10), RuntimeError)
+    txids = [f.result(10) for i, f in enumerate(futures) if i not in (5, 12)]
+    assert len(set(txids)) == 1  # the 18 good jobs: one transaction, one COMMIT
+    keys = {r[0] for r in pg_store.db.read(lambda c: c.execute(
+        "SELECT key FROM settings").fetchall())}
+    assert keys == {f"g{i}" for i in range(20)} - {"g5", "g12"}
+
+
+def test_one_accounts_messages_are_committed_in_groups(pg_store):
+    """The account's send counter is a row every message updates: grouped, 30 messages of one
+    account share a COMMIT instead of taking turns at the disk."""
+    from helo_smtp.store import queue
+    from tests.pg.nodeproc import new_message
+    from tests.support.relay import make_tenant
+
+    t = make_tenant(pg_store)
+    release, holders = _occupy_writers(pg_store.db)
+    msgs = [new_message(t.account.id, t.channel.id, [f"r{i}@example.test"]) for i in range(30)]
+    futures = [pg_store.db.submit(lambda c, m=m: (queue.enqueue_in(c, m, 3600), c.execute(
+        "SELECT txid_current()").fetchone()[0])[1]) for m in msgs]
+    release.set()
+    for f in holders:
+        f.result(10)
+    assert len({f.result(10) for f in futures}) == 1
+    assert pg_store.accounts.require(t.account.id).sends_used == 30
 
 
 def test_failure_at_commit_is_not_run_again(pg_store):

@@ -1,9 +1,10 @@
 """An AUTH brute-force client, run as its own process so its work never shares a GIL with the
 relay under test (the relay's loop lag is what the test measures):
 
-    python -m tests.reliability.authflood PORT USERNAME CONNECTIONS TRIES SRC1,SRC2,...
+    python -m tests.reliability.authflood PORT USERNAME CONNECTIONS PARALLEL TRIES SRC1,SRC2,...
 
-Opens CONNECTIONS implicit-TLS connections at once (round-robin over the source addresses),
+Opens CONNECTIONS implicit-TLS connections, PARALLEL at a time (round-robin over the source
+addresses),
 each sending EHLO then up to TRIES ``AUTH PLAIN`` guesses, and prints one JSON list of every
 AUTH reply line. Certificates are not checked: an attacker does not care.
 """
@@ -52,18 +53,23 @@ async def _one(port: int, username: str, tries: int, source: str, n: int,
     return out
 
 
-async def main(port: int, username: str, connections: int, tries: int,
+async def main(port: int, username: str, connections: int, parallel: int, tries: int,
                sources: list[str]) -> list[str]:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    results = await asyncio.gather(*(
-        _one(port, username, tries, sources[n % len(sources)], n, ctx)
-        for n in range(connections)))
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(n: int) -> list[str]:
+        async with gate:
+            return await _one(port, username, tries, sources[n % len(sources)], n, ctx)
+
+    results = await asyncio.gather(*(one(n) for n in range(connections)))
     return [r for rs in results for r in rs]
 
 
 if __name__ == "__main__":
-    port, user, conns, tries, srcs = sys.argv[1:6]
-    replies = asyncio.run(main(int(port), user, int(conns), int(tries), srcs.split(",")))
+    port, user, conns, parallel, tries, srcs = sys.argv[1:7]
+    replies = asyncio.run(main(int(port), user, int(conns), int(parallel), int(tries),
+                               srcs.split(",")))
     print(json.dumps(replies))
