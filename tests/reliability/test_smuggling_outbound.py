@@ -77,7 +77,8 @@ def _login(raw: Raw, username: str, secret: str) -> str:
     return raw.cmd(f"AUTH PLAIN {token}")
 
 
-EHLO_TRICKS = [b"EHLO client.test\rX-Injected: 1", b"EHLO client.test\x00X-Injected: 1", b"HELO client.test\rX-Injected: 1",
+EHLO_TRICKS = [b"EHLO client.test\rX-Injected: 1", b"EHLO client.test\x00X-Injected: 1",
+               b"HELO client.test\rX-Injected: 1",
                b"EHLO [127.0.0.1]\rX-Injected: 1", b"EHLO client.test\x0bX-Injected: 1"]
 ADDRESS_TRICKS = ["app@sender.test\rX-Injected: 1", "app@sender.test\nX-Injected: 1",
                   "app@sender.test\x00X-Injected: 1", "app\r\n@sender.test",
@@ -129,7 +130,8 @@ def test_crlf_nul_in_ehlo_addresses_and_auth_never_reach_a_header(relay_factory,
     rt = RoundTrip.__new__(RoundTrip)
     rt.sink = sinks[0]
     _no_injection(relay.store.queue.message_raw(mid), rt.delivered(mid))
-    assert INJECTED not in caplog.text  # nor a forged log line
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("helo_smtp")]
+    assert not [m for m in ours if INJECTED in m or "\r" in m or "\n" in m]  # no forged line
 
 
 CONTROL_TRICKS = [
