@@ -60,6 +60,10 @@ class RoundTrip:
                      "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Transfer-Encoding: 8bit\r\n\r\n").encode()
 
+    def expected_body(self, body: bytes) -> bytes:
+        """The body the sink must get for ``body`` sent after this session's headers."""
+        return body_of(normalised(self.head + body))
+
     def submit(self, body: bytes, rcpt: str = "user@example.test") -> str:
         t = self.relay.tenant
         utf8 = " BODY=8BITMIME" if not body.isascii() else ""

@@ -13,11 +13,9 @@ from __future__ import annotations
 import base64
 import logging
 
-import pytest
-
 from helo_smtp.errors import CATALOG
 from tests.inbound.clients import Raw, accepted
-from tests.reliability.roundtrip import RoundTrip, body_of, normalised, only_crlf
+from tests.reliability.roundtrip import RoundTrip, body_of, only_crlf
 
 SMUGGLED = b"MAIL FROM:<app@sender.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\nevil\r\n"
 BODIES = [
@@ -47,7 +45,7 @@ def test_dot_lines_and_bare_line_ends_arrive_as_one_normalised_message(relay_fac
         ids.append(mid)
         data = rt.delivered(mid)
         assert only_crlf(data), (body, data)
-        assert body_of(data) == normalised(body), (body, body_of(data))
+        assert body_of(data) == rt.expected_body(body), (body, body_of(data))
         assert b"victim@example.test" not in b"".join(m["rcpt_tos"][0].encode()
                                                      for m in sinks[0].h.messages)
     rt.close()
@@ -147,20 +145,19 @@ CONTROL_TRICKS = [
 ]
 
 
-@pytest.mark.parametrize("name,value", CONTROL_TRICKS, ids=[f"{n}-{i}" for i, (n, _) in
-                                                          enumerate(CONTROL_TRICKS)])
-def test_crlf_in_control_header_values_never_becomes_a_header(relay_factory, sinks, client_ctx,
-                                                              name, value):
+def test_crlf_in_control_header_values_never_becomes_a_header(relay_factory, sinks, client_ctx):
     relay = relay_factory(http={"public_url": "http://127.0.0.1:8025"})
     t = relay.tenant
     rt = RoundTrip(relay, client_ctx, sinks[0])
-    rt.head = (f"From: {t.sender}\r\nTo: user@example.test\r\nSubject: {{{{a}}}} ctl\r\n"
-               f"{name}: {value}\r\n\r\n").encode()
-    reply = rt.submit(b"hello {{a}}\r\n")
-    if reply.startswith("550 5.6.0"):  # refused as invalid: then nothing is stored
-        assert reply.startswith((CATALOG["validation_error"].line(),
-                                 CATALOG["templating_error"].line())), reply
-        assert relay.store.admin.messages(limit=10) == []
-        return
-    mid = accepted(reply)
-    _no_injection(relay.store.queue.message_raw(mid), rt.delivered(mid))
+    for name, value in CONTROL_TRICKS:
+        before = len(relay.store.admin.messages(limit=1000))
+        rt.head = (f"From: {t.sender}\r\nTo: user@example.test\r\nSubject: {{{{a}}}} ctl\r\n"
+                   f"{name}: {value}\r\n\r\n").encode()
+        reply = rt.submit(b"hello {{a}}\r\n")
+        if reply.startswith("550 5.6.0"):  # refused as invalid: then nothing is stored
+            assert reply.startswith((CATALOG["validation_error"].line(),
+                                     CATALOG["templating_error"].line())), (name, reply)
+            assert len(relay.store.admin.messages(limit=1000)) == before
+            continue
+        mid = accepted(reply)
+        _no_injection(relay.store.queue.message_raw(mid), rt.delivered(mid))
