@@ -141,7 +141,8 @@ def whatif(result: dict[str, Any]) -> str:
             f"{len(w['rounds'])} rounds.", "", "| | per connection | persistent |",
             "|---|---|---|"]
     for relay in ("postfix", "helo-smtp"):
-        for key, what in (("accept_rate", "accept"), ("e2e_rate", "end-to-end")):
+        for key, what in (("accept_rate", "accept"), ("e2e_rate", "end-to-end"),
+                          ("msgs_per_relay_cpu_s", "messages per relay CPU-second")):
             cells = [fmt(spread(runs_of({"w": w}, relay, m, key, "w"))) for m in MODES]
             rows.append(f"| {relay} {what} | {cells[0]} | {cells[1]} |")
     if w.get("profile"):

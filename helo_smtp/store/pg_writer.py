@@ -2,11 +2,11 @@
 
 Why not one transaction per job: every message of one account updates the account's send
 counter, every message and delivery of one broadcast its counters. A row lock is held until
-COMMIT has flushed the WAL, so one-job transactions touching the same row take turns at the
-disk's flush rate (measured here: ~180 messages/s for one account, whatever the number of
-nodes). Like the SQLite writer (``db.py``), each writer thread takes every job waiting (up to
+COMMIT has flushed the WAL, so one-job transactions touching the same row take turns, each for
+its last statements, its COMMIT round trip and the flush, whatever the number of nodes. Like
+the SQLite writer (``db.py``), each writer thread takes every job waiting (up to
 ``MAX_GROUP``), runs each inside its own SAVEPOINT in one transaction and COMMITs once: a hot
-row is then updated by a whole group per flush, and every caller is still answered only after
+row is then updated by a whole group per turn, and every caller is still answered only after
 the COMMIT that holds its work.
 
 Failures, most specific first:
@@ -118,24 +118,26 @@ class GroupWriter:
             self._jobs.put((job, n))
 
     def _transaction(self, conn: psycopg.Connection[Any], jobs: list[Job]) -> list[Job]:
-        """Run ``jobs`` in one transaction and answer them; returns the jobs to run again."""
+        """Run ``jobs`` in one transaction and answer them; returns the jobs to run again.
+
+        One savepoint, moved past each job that succeeds (``RELEASE; SAVEPOINT`` in one round
+        trip) and rolled back to when a job fails (it stays in place for the next job).
+        """
         c = self.wrap(conn)
+        savepoints = len(jobs) > 1
         try:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN; SAVEPOINT job" if savepoints else "BEGIN")
         except psycopg.Error:
             return jobs if conn.broken else self._fail(jobs, StoreError("store write failed"))
-        savepoints = len(jobs) > 1
         done: list[tuple[Future[Any], Any]] = []
         failed: list[tuple[Future[Any], BaseException]] = []
         again: list[Job] = []
-        for fn, fut in jobs:
+        for i, (fn, fut) in enumerate(jobs):
             notices = set(c.notices)
             try:
-                if savepoints:
-                    conn.execute("SAVEPOINT job")
                 value = fn(c)
-                if savepoints:
-                    conn.execute("RELEASE SAVEPOINT job")
+                if savepoints and i + 1 < len(jobs):
+                    conn.execute("RELEASE SAVEPOINT job; SAVEPOINT job")
             except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
                 if conn.broken or conn.closed or not self._undo(conn, savepoints):
                     return jobs  # nothing of this transaction was committed: run it all again
@@ -157,13 +159,10 @@ class GroupWriter:
 
     @staticmethod
     def _undo(conn: psycopg.Connection[Any], savepoint: bool) -> bool:
-        """Roll back the failed job (its savepoint, or the whole one-job transaction)."""
+        """Roll back the failed job: to the savepoint (which stays, for the next job), or the
+        whole one-job transaction."""
         try:
-            if savepoint:
-                conn.execute("ROLLBACK TO SAVEPOINT job")
-                conn.execute("RELEASE SAVEPOINT job")
-            else:
-                conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK TO SAVEPOINT job" if savepoint else "ROLLBACK")
         except psycopg.Error:
             conn.close()  # the pool replaces it
             return False

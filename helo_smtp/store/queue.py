@@ -35,7 +35,7 @@ from helo_smtp.models import (
     SuppressionReason,
     address_domain,
 )
-from helo_smtp.store import broadcasts, events, suppressions
+from helo_smtp.store import broadcasts, events, pg_queue, suppressions
 from helo_smtp.store.db import dialect
 
 IDEMPOTENCY_WINDOW = 3600.0
@@ -165,8 +165,10 @@ _CLAIM_COLUMNS = ("r.id, r.message_id, r.address, r.domain, r.mail_type, r.attem
 def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
              lease: float, now: float) -> list[ClaimedRecipient]:
     """Lease up to ``limit`` due recipients of one mail type, oldest due first."""
-    if dialect(c) == "postgresql":
-        return _claim_skip_locked(c, mail_type, limit, node, lease, now)
+    if dialect(c) == "postgresql":  # several nodes: see pg_queue
+        rows = pg_queue.claim_skip_locked(c, mail_type.value, limit, node, lease, now,
+                                          _CLAIM_COLUMNS)
+        return sorted((_claimed(r) for r in rows), key=lambda r: (r.message_id, r.domain, r.id))
     ids = [r[0] for r in c.execute(
         "UPDATE recipients SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
         " WHERE id IN (SELECT id FROM recipients WHERE mail_type = ?"
@@ -180,25 +182,6 @@ def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
         f"SELECT {_CLAIM_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id"
         f" WHERE r.id IN ({marks}) ORDER BY r.message_id, r.domain, r.id", ids).fetchall()
     return [_claimed(r) for r in rows]
-
-
-def _claim_skip_locked(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
-                       lease: float, now: float) -> list[ClaimedRecipient]:
-    """PostgreSQL, several nodes: lock the due rows, skipping rows another node's claim holds
-    locked right now, and lease them in one statement. Under READ COMMITTED a row that another
-    claim leased meanwhile is re-checked against ``next_attempt_at <= now`` after its lock is
-    released, and dropped: two nodes never lease one recipient."""
-    rows = c.execute(
-        "WITH due AS MATERIALIZED (SELECT id FROM recipients WHERE mail_type = ?"
-        " AND state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)"
-        " UPDATE recipients r SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
-        " FROM due, messages m WHERE r.id = due.id AND m.id = r.message_id"
-        f" RETURNING {_CLAIM_COLUMNS}",
-        (mail_type.value, now, limit, node, now + lease, now + lease)).fetchall()
-    claimed = [_claimed(r) for r in rows]
-    claimed.sort(key=lambda r: (r.message_id, r.domain, r.id))
-    return claimed
 
 
 def release_in(c: sqlite3.Connection, ids: Sequence[int], due_at: float) -> None:

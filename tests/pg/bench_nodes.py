@@ -8,8 +8,9 @@ nodes. Each node is a real process (``tests.support.run_relay``); PostgreSQL run
 on, as in production; the load client (``bench.client``: STARTTLS, AUTH PLAIN, one message per
 transaction, 4 KiB) spreads its sessions evenly over the nodes; every message has one
 recipient and is delivered to Postfix's ``smtp-sink`` through the local DNS server. Reported:
-accepted/s (250s per second at the client) and delivered/s (from the first submission to the
-last message counted by the sink).
+accepted/s (250s per second at the client), delivered/s (from the first submission to the
+last message counted by the sink), and the CPU time per message of the relay processes and of
+PostgreSQL (less sensitive to whatever else the machine is doing than the rates are).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import trustme
 
+from bench import procs
 from bench.client import Target, make_message, run_load
 from bench.sinks import CSink
 from helo_smtp.store import Store
@@ -43,7 +45,7 @@ def _cert(workdir: Path) -> tuple[str, str]:
 
 
 def scenario(name: str, database: str, nodes: int, args: argparse.Namespace, workdir: Path,
-             dns_port: int, cert: tuple[str, str]) -> dict[str, object]:
+             dns_port: int, cert: tuple[str, str], db_pid: int | None) -> dict[str, object]:
     store = Store.open(database)
     tenant = make_tenant(store)
     port = common_free_port([MX_IPS[0]])
@@ -68,6 +70,8 @@ def scenario(name: str, database: str, nodes: int, args: argparse.Namespace, wor
                 factory, concurrency=args.concurrency // nodes, count=per_node)
                 for node in running))
 
+        db_cpu = procs.tree_cpu(db_pid) if db_pid else 0.0
+        relay_cpu = sum(procs.tree_cpu(n.proc.pid) for n in running)
         started = time.time()
         results = asyncio.run(load())
         acked = sum(r.acked for r in results)
@@ -75,9 +79,12 @@ def scenario(name: str, database: str, nodes: int, args: argparse.Namespace, wor
         if not sink.wait_count(acked, timeout=600):
             raise SystemExit(f"{name}: only {sink.count} of {acked} delivered")
         delivered_rate = acked / (sink.time_of(acked) - started)
+        relay_cpu = sum(procs.tree_cpu(n.proc.pid) for n in running) - relay_cpu
+        db_cpu = (procs.tree_cpu(db_pid) - db_cpu) if db_pid else 0.0
         errors = sum(sum(r.errors.values()) for r in results)
         return {"scenario": name, "nodes": nodes, "messages": acked, "errors": errors,
-                "accepted_per_s": round(accept_rate), "delivered_per_s": round(delivered_rate)}
+                "accepted_per_s": round(accept_rate), "delivered_per_s": round(delivered_rate),
+                "relay_ms": 1000 * relay_cpu / acked, "db_ms": 1000 * db_cpu / acked}
     finally:
         for node in running:
             node.stop()
@@ -101,20 +108,23 @@ def main() -> None:
         try:
             cert = _cert(workdir)
             rows.append(scenario("sqlite", str(workdir / "relay.db"), 1, args, workdir,
-                                 dns.port, cert))
+                                 dns.port, cert, None))
             for nodes in (1, 2):
                 url = pg.url(pg.create_database())
-                rows.append(scenario(f"pg{nodes}", url, nodes, args, workdir, dns.port, cert))
+                rows.append(scenario(f"pg{nodes}", url, nodes, args, workdir, dns.port, cert,
+                                     pg.proc.pid if pg.proc else None))
         finally:
             pg.stop()
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} messages={args.messages}"
           f" concurrency={args.concurrency}")
-    print("| backend | nodes | accepted/s | delivered/s | errors |")
-    print("|---|---|---|---|---|")
+    print("| backend | nodes | accepted/s | delivered/s | relay CPU ms/msg | database CPU"
+          " ms/msg | errors |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         backend = "SQLite" if r["scenario"] == "sqlite" else "PostgreSQL"
+        db = f"{r['db_ms']:.2f}" if r["scenario"] != "sqlite" else "(in the relay)"
         print(f"| {backend} | {r['nodes']} | {r['accepted_per_s']} | {r['delivered_per_s']} |"
-              f" {r['errors']} |")
+              f" {r['relay_ms']:.2f} | {db} | {r['errors']} |")
 
 
 if __name__ == "__main__":
