@@ -141,16 +141,42 @@ def kill(proc: ServeProcess) -> None:
     assert "Traceback" not in proc.output, proc.output[-4000:]
 
 
+def _config(tmp_path: Path, dns_port: int, mx_port: int, cert: tuple[str, str]) -> Any:
+    return base_config(tmp_path, dns_port=dns_port, mx_port=mx_port, cert=cert,
+                       server={"node_id": "chaos-node"},
+                       delivery={"connect_timeout": 2.0, "command_timeout": 2.0,
+                                 "data_timeout": 5.0, "total_deadline": 10.0,
+                                 "lease_seconds": LEASE_SECONDS},
+                       pools={"transactional": {"max_connections": MAX_CONNECTIONS}})
+
+
+def _round(path: Path, cwd: Path, store: Store, tenant: Tenant, ctx: ssl.SSLContext,
+           delay: float, killed_at: float | None, fig: Figures) -> float:
+    """Start, load, kill after ``delay`` seconds, check; returns the moment of the kill."""
+    proc = start(path, cwd)
+    if killed_at is not None:
+        check_no_stale_lease(store, killed_at)
+    load = Load(proc.ports, tenant, ctx)
+    try:
+        time.sleep(delay)  # the random moment of the kill
+        killed_at = time.time()
+        kill(proc)
+    finally:
+        load.stop()
+        proc.close()
+    fig.rounds += 1
+    fig.acked_ids += load.acked
+    fig.client_errors += load.errors
+    fig.lost += check_dead_state(store, fig.acked_ids)
+    fig.pending_at_kills += store.queue.pending_count()
+    return killed_at
+
+
 def run_rounds(rounds: int, *, tmp_path: Path, dns_port: int, mx_port: int,
                cert: tuple[str, str], sinks: list[Any], ctx: ssl.SSLContext,
                seed: int) -> Figures:
     rng = random.Random(seed)
-    cfg = base_config(tmp_path, dns_port=dns_port, mx_port=mx_port, cert=cert,
-                      server={"node_id": "chaos-node"},
-                      delivery={"connect_timeout": 2.0, "command_timeout": 2.0,
-                                "data_timeout": 5.0, "total_deadline": 10.0,
-                                "lease_seconds": LEASE_SECONDS},
-                      pools={"transactional": {"max_connections": MAX_CONNECTIONS}})
+    cfg = _config(tmp_path, dns_port, mx_port, cert)
     path = write_config(tmp_path / "relay.toml", cfg)
     store = Store.open(cfg.server.database, lifetimes(cfg))
     fig = Figures()
@@ -159,22 +185,8 @@ def run_rounds(rounds: int, *, tmp_path: Path, dns_port: int, mx_port: int,
         sinks[0].h.stall = {"DATA": DATA_STALL}
         killed_at: float | None = None
         for _ in range(rounds):
-            proc = start(path, tmp_path)
-            if killed_at is not None:
-                check_no_stale_lease(store, killed_at)
-            load = Load(proc.ports, tenant, ctx)
-            try:
-                time.sleep(rng.uniform(0.2, 1.2))  # the random moment of the kill
-                killed_at = time.time()
-                kill(proc)
-            finally:
-                load.stop()
-                proc.close()
-            fig.rounds += 1
-            fig.acked_ids += load.acked
-            fig.client_errors += load.errors
-            fig.lost += check_dead_state(store, fig.acked_ids)
-            fig.pending_at_kills += store.queue.pending_count()
+            killed_at = _round(path, tmp_path, store, tenant, ctx, rng.uniform(0.2, 1.2),
+                               killed_at, fig)
         sinks[0].h.stall = {}
         proc = start(path, tmp_path)
         try:

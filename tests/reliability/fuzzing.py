@@ -160,6 +160,16 @@ class SessionMachine(RuleBasedStateMachine):
         assert self.raw.reply().startswith("220 ")
         self._new_session(implicit)
 
+    @rule(listener=st.sampled_from(["submission", "submissions"]))
+    def logged_in(self, listener: str) -> None:
+        """A shortcut to the deep states: a new connection, TLS, EHLO and a good AUTH."""
+        self.connect(listener)
+        if not self.tls:
+            self.greet(b"EHLO")
+            self.starttls()
+        self.greet(b"EHLO")
+        self.auth(True)
+
     @precondition(lambda self: self.raw is not None)
     @rule(verb=st.sampled_from([b"EHLO", b"HELO"]))
     def greet(self, verb: bytes) -> None:
@@ -260,6 +270,16 @@ class SessionMachine(RuleBasedStateMachine):
             self.accepted[m.group(1)] = list(self.rcpts)
             self.count.accepted += 1
         self._reset_tx()
+
+    @precondition(lambda self: self.raw is not None)
+    @rule(n=st.integers(0, 60))
+    def transaction(self, n: int) -> None:
+        """MAIL, RCPT, DATA in a row (each step still checked against the model)."""
+        self.mail("ok")
+        if self.raw is not None:
+            self.rcpt(n, True)
+        if self.raw is not None:
+            self.data(False)
 
     @precondition(lambda self: self.raw is not None)
     @rule(verb=st.sampled_from([b"RSET", b"NOOP", b"VRFY u@example.test", b"HELP"]))

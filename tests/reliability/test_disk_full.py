@@ -85,6 +85,17 @@ def _ignores(pid: int, sig: int) -> bool:
     raise AssertionError("no SigIgn line")
 
 
+def _limited_serve(path: Path, cwd: Path, limit: int) -> ServeProcess:
+    """``helo-smtp serve`` with a soft RLIMIT_FSIZE of ``limit`` (``prlimit`` may raise it)."""
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    with popen_preexec(preexec):
+        proc = ServeProcess(path, cwd)
+    proc.wait_ready()
+    return proc
+
+
 def test_rlimit_fsize_relay_answers_452_survives_and_recovers(tmp_path, dns_server, mx_port,
                                                               server_cert, client_ctx, sinks):
     cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port, cert=server_cert,
@@ -96,19 +107,12 @@ def test_rlimit_fsize_relay_answers_452_survives_and_recovers(tmp_path, dns_serv
     db = Path(cfg.server.database)
     files = [db, db.with_name(db.name + "-wal")]
     limit = max(f.stat().st_size for f in files if f.exists()) + 256 * 1024
-
-    def preexec() -> None:  # soft limit only: prlimit may raise it again later
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-    with popen_preexec(preexec):
-        proc = ServeProcess(path, tmp_path)
+    proc = _limited_serve(path, tmp_path, limit)
     try:
-        proc.wait_ready()
         pid = proc.proc.pid
         assert resource.prlimit(pid, resource.RLIMIT_FSIZE)[0] == limit
         assert _ignores(pid, signal.SIGXFSZ)  # EFBIG instead of death by SIGXFSZ
-        relay = SimpleNamespace(ports=proc.ports, tenant=tenant)
-        s = session(relay, client_ctx)
+        s = session(SimpleNamespace(ports=proc.ports, tenant=tenant), client_ctx)
         accepted(send(s, tenant.sender, ["small@example.test"], message()))
         big = message(body=BIG_BODY)
         for _ in range(2):
@@ -127,6 +131,10 @@ def test_rlimit_fsize_relay_answers_452_survives_and_recovers(tmp_path, dns_serv
     # with a traceback (the worker logs its failed claims with one; see docs/reliability.md).
     tracebacks = [x for x in proc.lines if "Traceback" in x and "StorageFull" not in x]
     assert tracebacks == [], tracebacks
+    _check_after(cfg, mid)
+
+
+def _check_after(cfg, mid: str) -> None:
     store = Store.open(cfg.server.database, lifetimes(cfg))
     try:
         assert len(store.admin.messages(limit=100)) == 2  # small + big, no remnant of a failure
