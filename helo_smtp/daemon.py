@@ -54,6 +54,7 @@ class Relay:
             self.store = Store.open(self.cfg.server.database, lifetimes(self.cfg))
         node = node_id(self.cfg)
         released = self.store.queue.release_node(node)
+        self.store.throttle.release_holder(node)  # connection slots of our previous process
         if released:
             log.info("event=leases_released count=%d node=%s", released, node)
         resolver = MXResolver(self.cfg.dns)

@@ -52,6 +52,7 @@ MAX_SLEEP = 5.0  # poll at least this often (leases of other nodes lapse silentl
 TICK = 1.0  # housekeeping period: idle connections, lease renewal
 FIRST_GUESS = 0.5  # seconds a delivery to an unknown domain is assumed to take
 MIN_BACKLOG_DELAY, MAX_BACKLOG_DELAY = 0.1, 30.0
+CLUSTER_BUSY_DELAY = 0.5  # seconds before rows refused a cluster-wide connection slot return
 DURATION_DOMAINS = 10_000  # domains whose delivery time is remembered
 
 
@@ -204,7 +205,7 @@ class Worker:
             await self._record(late, [records.expired(r, now) for r in late])
         started = 0
         for job in group([r for r in rows if r.expires_at > now], self._personalized()):
-            wait = self._hold_back(job)
+            wait = await self._hold_back(job)
             if wait > 0:
                 await self.store.queue.release(job.ids, time.time() + wait)
                 log.debug("event=held_back mail_type=%s domain=%s rows=%d seconds=%.3f",
@@ -214,7 +215,13 @@ class Worker:
             started += 1
         return len(rows) == limit and started > 0
 
-    def _hold_back(self, job: Job) -> float:
+    @property
+    def _shared(self) -> bool:
+        """Several nodes share the database: pacing and connection caps live in the store
+        (``store.throttle``) so the pool's limits hold for the whole cluster, not per node."""
+        return getattr(self.store.db, "dialect", "sqlite") == "postgresql"
+
+    async def _hold_back(self, job: Job) -> float:
         """Seconds this group must wait before it may start (0: start now)."""
         per_domain = max(1, self.caps.per_domain or 1)
         if self._by_domain[job.domain] >= 2 * per_domain:
@@ -224,6 +231,11 @@ class Worker:
             return min(MAX_BACKLOG_DELAY, max(MIN_BACKLOG_DELAY, guess))
         # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
         # the rows back (store.queue.release) instead of holding a lease or a connection.
+        if self._shared:
+            pool = self.cfg.pool(self.mail_type)
+            return await self.store.throttle.take(
+                self.mail_type.value, job.domain, self._transactions(job), pool_rate=pool.rate,
+                domain_rate=self.pacer.domain_rate(job.domain))
         return self.pacer.delay(job.domain, self._transactions(job))
 
     def _personalized(self) -> bool:
@@ -267,6 +279,12 @@ class Worker:
         recorded = False
         try:
             await self.caps.acquire(job.domain)
+            slot = await self._cluster_slot(job.domain)
+            if slot is None:  # every node together holds the domain's cap: come back later
+                self.caps.release(job.domain)
+                await self.store.queue.release(job.ids, time.time() + CLUSTER_BUSY_DELAY)
+                recorded = True
+                return
             try:
                 if self._stopping:
                     return
@@ -276,6 +294,7 @@ class Worker:
                 self._timed(job.domain, time.monotonic() - began)
             finally:
                 self.caps.release(job.domain)
+                await self._free_slot(job.domain, slot)
             await self._record(job.rows, self._results(job, settled))
             recorded = True
         except Exception:  # a bug in one delivery must not strand its rows
@@ -290,6 +309,25 @@ class Worker:
             if not recorded:  # stopped or cancelled before an outcome: back to the queue
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(self.store.queue.release(job.ids, time.time()))
+
+    async def _cluster_slot(self, domain: str) -> int | None:
+        """A per-domain connection slot shared by every node (-1: no shared cap here).
+
+        The slot's lease outlives the longest delivery (``total_deadline``), so it needs no
+        renewal; a node that dies holding it frees it when the lease lapses.
+        """
+        cap = self.cfg.pool(self.mail_type).per_domain_connections
+        if not self._shared or cap <= 0:
+            return -1
+        lease = self.cfg.delivery.total_deadline + 30.0
+        return await self.store.throttle.acquire_slot(self.mail_type.value, domain, cap,
+                                                      self.node, lease)
+
+    async def _free_slot(self, domain: str, slot: int | None) -> None:
+        if slot is not None and slot >= 0:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.throttle.release_slot(
+                    self.mail_type.value, domain, slot, self.node))
 
     def _timed(self, domain: str, seconds: float) -> None:
         if len(self._seconds) >= DURATION_DOMAINS and domain not in self._seconds:

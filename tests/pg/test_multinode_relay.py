@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import Counter
 from types import SimpleNamespace
 
 import pytest
 
+from helo_smtp.models import MailType
 from helo_smtp.store import Store
+from tests.broadcast.test_pacing_500 import busiest_window
 from tests.pg.nodeproc import RelayNode as Node
 from tests.support.accounting import assert_accounting
 from tests.support.configfile import write_config
 from tests.support.net import NET
+from tests.support.outbound import bulk_enqueue
 from tests.support.relay import base_config, make_tenant
 from tests.support.submit import Submitter, build
 from tests.support.waiting import wait_for
@@ -37,13 +41,15 @@ def cluster(tmp_path, pg_url, dns_server, mx_port, server_cert):
     nodes: list[Node] = []
 
     def start(**overrides):
+        extra_pools = overrides.pop("pools", {})
         for name, source in SOURCES.items():
+            pools = {mt: {**extra_pools.get(mt, {}), "source_addresses": [source]}
+                     for mt in ("transactional", "broadcast")}
             cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port,
                               cert=server_cert,
                               server={"database": pg_url, "node_id": name,
                                       "shutdown_grace": 1.0},
-                              pools={"transactional": {"source_addresses": [source]}},
-                              **overrides)
+                              pools=pools, **overrides)
             path = write_config(tmp_path / f"{name}.toml", cfg)
             nodes.append(Node(name, path, tmp_path / f"{name}.log"))
         return store, tenant, {n.name: n for n in nodes}
@@ -137,3 +143,24 @@ def test_one_key_submitted_to_both_nodes_at_once_is_one_message(cluster, client_
     assert store.db.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0]
                          ) == len(keys)
     assert store.events.counts()["message.received"] == len(keys)
+
+
+def test_pacing_holds_for_the_whole_cluster(cluster, sinks, dns):
+    """Both nodes deliver one paced broadcast to one domain; the per-domain rate (5/s) holds
+    for the two together (buckets in PostgreSQL), not 5/s per node. 20 recipients from a
+    one-second burst of 5 need at least (20 - 5) / 5 = 3 s cluster-wide; per-node buckets
+    would let them go in about (20 - 10) / 10 = 1 s."""
+    dns.add("paced.test", "MX", "10 mx3.example.test.")
+    store, tenant, _ = cluster(pools={"broadcast": {"rate": 0.0, "per_domain_rate": 5.0}})
+    start = time.time()
+    bulk_enqueue(store, tenant, 20, lambda i: f"p{i}@paced.test", MailType.BROADCAST)
+    wait_for(lambda: store.queue.pending_count() == 0, timeout=60, interval=0.1,
+             what="the paced broadcast")
+    got = [m for s in sinks for m in s.h.messages]
+    assert sorted(r for m in got for r in m["rcpt_tos"]) == sorted(
+        f"p{i}@paced.test" for i in range(20))
+    assert set(_delivered_by(sinks).values()) == {"node-a", "node-b"}  # both took part
+    times = sorted(m["t"] for m in got)
+    assert times[-1] - start >= (20 - 5) / 5.0
+    assert busiest_window(times) <= 2 * 5 + 2  # rate + burst, a little slack
+    assert_accounting(store)

@@ -25,6 +25,7 @@ def record(name: str, **figures: Any) -> dict[str, Any]:
     row = {"test": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}
     path = os.environ.get(ENV)
     if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         line = json.dumps(row, sort_keys=False) + "\n"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -13,7 +13,7 @@ import ssl
 from email.message import EmailMessage
 from typing import Any
 
-TIMEOUT = 10.0
+TIMEOUT = 30.0  # a reply timeout: only how long a broken test takes to fail
 _QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as (\S+?)(;|$)")
 
 
