@@ -31,7 +31,7 @@ from helo_smtp.cli_suppressions import suppressions
 from helo_smtp.errors import ConfigError, StoreError, UsageError
 from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.db import connect
-from helo_smtp.store.pg_schema import is_postgres_url
+from helo_smtp.store.pg_schema import is_postgres_url, redact
 
 _INPUT_ERRORS = (UsageError, ConfigError, StoreError, sqlite3.Error)
 # click >= 8.2 raises this for a group called without a command (8.1 printed help and exited).
@@ -131,7 +131,7 @@ def init() -> None:
     prefix = "helo-smtp" + (f" --config {path}" if "helo.config" in a.ctx.meta else "")
     data = {
         "config": path,
-        "database": {"path": db, "created": not existed, "migrations": applied},
+        "database": {"path": redact(db), "created": not existed, "migrations": applied},
         "tls": {"cert_file": cert.cert_file, "key_file": cert.key_file,
                 "created": cert.created, "names": list(cert.names)},
         "next": [f"{prefix} check-config", f"{prefix} serve"] if cfg.server.dev_bootstrap else
@@ -202,7 +202,7 @@ def migrate() -> None:
     steps = _applied_steps(db)
     rows = [{"step": s, "status": "applied now" if s in applied else "already applied"}
             for s in steps]
-    emit({"database": db, "applied": applied, "steps": rows},
+    emit({"database": redact(db), "applied": applied, "steps": rows},
          lambda d: (click.echo(f"{d['database']}: "
                                + (f"applied {len(d['applied'])} step(s)" if d["applied"]
                                   else "schema is up to date")),

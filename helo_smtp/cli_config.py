@@ -13,6 +13,7 @@ from typing import Any
 from helo_smtp import config as config_mod
 from helo_smtp import names
 from helo_smtp.config import Config
+from helo_smtp.store.pg_schema import redact
 
 
 @dataclass
@@ -104,6 +105,7 @@ def effective(cfg: Config) -> list[dict[str, Any]]:
     if cfg.source and Path(cfg.source).exists():
         raw = tomllib.loads(Path(cfg.source).read_text(encoding="utf-8"))
     data = config_mod.to_dict(cfg)
+    data["server"]["database"] = redact(data["server"]["database"])  # no password on screen
     data.pop("source", None)
     rows: list[dict[str, Any]] = []
     _flatten(data, raw, "", rows)

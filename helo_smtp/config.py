@@ -35,7 +35,7 @@ class ServerConfig:
     hostname: str = _s("localhost", "name in the banner, EHLO replies and Received lines")
     database: str = _s("var/helo-smtp.db",
                             "SQLite file path (or postgresql://... for several nodes)")
-    node_id: str = _s("", "name of this node in leases; empty: hostname and process id")
+    node_id: str = _s("", "name of this node in leases, unique per node (empty: the host name)")
     free_space_margin_mb: int = _s(64, "refuse MAIL with 452 4.3.1 when the disk has less free")
     queue_high_water: int = _s(1_000_000, "pending recipients above which MAIL gets 451 4.3.2")
     dev_bootstrap: bool = _s(False,

@@ -170,6 +170,7 @@ def test_smtputf8_addresses_round_trip(relay, client_ctx):
         ["ascii@example.test", "üser@exämple.test"]
 
 
+@pytest.mark.sqlite_only  # SQLite internals (writer connection, page limits, statvfs of the file)
 def test_free_space_guard(make_relay, client_ctx):
     relay = make_relay(server={"free_space_margin_mb": 10**12})
     s = session(relay, client_ctx)

@@ -11,6 +11,8 @@ import logging
 import re
 import sqlite3
 
+import pytest
+
 from helo_smtp.errors import CATALOG
 from tests.inbound.clients import accepted, message, messages, send, session
 
@@ -21,6 +23,7 @@ def deny_message_inserts(action, arg1, arg2, db_name, trigger):
     return sqlite3.SQLITE_OK
 
 
+@pytest.mark.sqlite_only  # SQLite internals (writer connection, page limits, statvfs of the file)
 def test_store_error_mid_data_is_451_and_the_next_message_passes(relay, client_ctx, caplog):
     caplog.set_level(logging.ERROR, logger="helo_smtp.smtp")
     s = session(relay, client_ctx)
@@ -36,6 +39,7 @@ def test_store_error_mid_data_is_451_and_the_next_message_passes(relay, client_c
     assert relay.store.events.counts() == {"message.received": 1}
 
 
+@pytest.mark.sqlite_only  # SQLite internals (writer connection, page limits, statvfs of the file)
 def test_storage_full_is_452_and_the_next_message_passes(relay, client_ctx):
     s = session(relay, client_ctx)
     t = relay.tenant
