@@ -28,4 +28,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test,postgres]"
 
+# nodemailer, another client no one here wrote (pinned by tests/clients/node/package-lock.json).
+if command -v npm >/dev/null 2>&1; then
+  npm ci --no-audit --no-fund --silent --prefix tests/clients/node >/dev/null
+fi
+
 exec .venv/bin/python -m pytest -n auto "$@"

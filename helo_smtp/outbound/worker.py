@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from helo_smtp.config import Config
+from helo_smtp.errors import StoreError
 from helo_smtp.models import (
     BounceCategory,
     ClaimedRecipient,
@@ -141,7 +142,12 @@ class Worker:
                 self._kick.clear()
                 try:
                     busy = await self._claim_round()
-                except Exception:  # the store may fail for a moment; the worker must not
+                except StoreError as exc:  # disk full, database away: expected, one line
+                    log.error("event=claim_failed mail_type=%s error=%s", self.mail_type.value,
+                              type(exc).__name__)
+                    await asyncio.sleep(TICK)
+                    continue
+                except Exception:  # a bug: keep the traceback, and keep the worker alive
                     log.exception("event=claim_failed mail_type=%s", self.mail_type.value)
                     await asyncio.sleep(TICK)
                     continue
