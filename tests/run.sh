@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real peers the suite talks to: swaks (a client no one here wrote, with TLS) and Postfix's
-# smtp-sink/smtp-source (with sasl2-bin + libsasl2-modules for the bench smoke test's Postfix SASL),
-# and PostgreSQL for the multi-node store tests. Installed when we can (root + apt); the tests that need them say so.
-APT_PACKAGES="swaks libnet-ssleay-perl postfix postgresql sasl2-bin libsasl2-modules"
+# Real peers the suite talks to: swaks (a client no one here wrote, with TLS), Postfix (its
+# smtp-sink/smtp-source, and as a SASL relay/smarthost client: sasl2-bin, libsasl2-modules),
+# PostgreSQL for the multi-node store tests, nmap's open-relay probe. Installed when we can
+# (root + apt); the tests that need them say so.
+APT_PACKAGES="swaks libnet-ssleay-perl postfix sasl2-bin libsasl2-modules postgresql nmap"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
