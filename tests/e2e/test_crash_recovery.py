@@ -6,13 +6,7 @@ that were in DATA at that moment."""
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import subprocess
-import sys
-import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 from helo_smtp.daemon import lifetimes
@@ -20,40 +14,13 @@ from helo_smtp.store import Store
 from tests.support.accounting import assert_accounting
 from tests.support.configfile import write_config
 from tests.support.relay import base_config, make_tenant
+from tests.support.relayproc import RelayProcess
 from tests.support.submit import Submitter
 from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = 20
 MAX_CONNECTIONS = 3
 _MID = re.compile(rb"Message-ID: <([0-9a-f-]+)@relay\.test>", re.IGNORECASE)
-
-
-class RelayProcess:
-    """``python -m tests.support.run_relay CONFIG`` with its bound ports."""
-
-    def __init__(self, config_path: Path, log: Path) -> None:
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.run_relay",
-                                      str(config_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=self.log)
-        line: list[bytes] = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
-        reader.start()
-        reader.join(30)
-        assert line and line[0], f"relay did not start; see {log}"
-        self.ports = json.loads(line[0])["ports"]
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-        self.log.close()
 
 
 def sink_ids(sink) -> list[str]:
@@ -81,7 +48,7 @@ def test_sigkill_while_delivering_loses_nothing(tmp_path, dns_server, mx_port, s
         wait_for(lambda: len(sinks[0].h.messages) >= 2, what="deliveries under way")
         first.kill()  # mid-delivery: DATA replies pending on the open connections
     finally:
-        first.terminate()
+        first.stop()
     at_kill = len(sinks[0].h.messages)
     assert at_kill < MESSAGES  # the kill really came mid-delivery
 
@@ -91,7 +58,7 @@ def test_sigkill_while_delivering_loses_nothing(tmp_path, dns_server, mx_port, s
         wait_for(lambda: store.queue.pending_count() == 0, timeout=20,
                  what="every recipient delivered after the restart")
     finally:
-        second.terminate()
+        second.stop()
 
     for mid in acked:
         assert {r["state"] for r in store.admin.recipients(mid)} == {"delivered"}, mid

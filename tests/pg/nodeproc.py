@@ -5,11 +5,6 @@ and ``RelayNode``, a whole relay in its own process."""
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
-import subprocess
-import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -18,8 +13,7 @@ from typing import Any
 from helo_smtp.errors import IdempotencyConflict
 from helo_smtp.models import MailType, NewMessage, uuid7
 from helo_smtp.store import Store, queue
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.relayproc import RelayProcess
 
 
 def new_message(account_id: str, channel_id: str, rcpts: list[str], key: str | None = None,
@@ -97,33 +91,8 @@ def submit_keys(url: str, account_id: str, channel_id: str, keys: list[str], fin
     _report(out, run)
 
 
-class RelayNode:
-    """One relay node: ``python -m tests.support.run_relay CONFIG`` in its own process;
-    ``ports`` once its listeners are bound."""
+class RelayNode(RelayProcess):
+    """One relay node in its own process, named for the tests' reports."""
 
     def __init__(self, name: str, config_path: Path, log: Path) -> None:
-        self.name = name
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.run_relay",
-                                      str(config_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=self.log)
-        line: list[bytes] = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
-        reader.start()
-        reader.join(60)
-        assert line and line[0], f"{name} did not start; see {log}"
-        self.ports = json.loads(line[0])["ports"]
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+        super().__init__(config_path, log, name=name)
