@@ -1,0 +1,39 @@
+"""DKIM's RSA step runs in OpenSSL; the signature bytes are exactly dkimpy's own."""
+
+from __future__ import annotations
+
+import dkim
+
+from helo_smtp import keys
+from helo_smtp.models import Domain
+from helo_smtp.outbound import dkim as dkim_mod
+
+RAW = (b"From: App <app@sender.test>\r\nTo: someone@example.test\r\nSubject: hello\r\n"
+       b"Message-ID: <1@relay.test>\r\n\r\nHello there.\r\n")
+
+
+def domain(bits: int) -> Domain:
+    private_pem, public_b64 = keys.generate_dkim_key(bits)
+    return Domain("d", "a", "sender.test", True, "t", "sel1", private_pem, public_b64, 0.0)
+
+
+def test_openssl_signature_is_byte_identical_and_verifies(monkeypatch):
+    for bits in (1024, 2048):
+        dom = domain(bits)
+        fast = dkim_mod.sign(RAW, dom)
+        monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", dkim_mod._PURE_PYTHON_SIGN)
+        slow = dkim_mod.sign(RAW, dom)
+        monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", dkim_mod.openssl_sign)
+        assert fast == slow
+        record = keys.dkim_record(dom.dkim_public_key).encode()
+
+        def dnsfunc(name: bytes, timeout: int = 5, record=record) -> bytes:
+            assert name == b"sel1._domainkey.sender.test."
+            return record
+
+        assert dkim.verify(fast, dnsfunc=dnsfunc)
+        assert not dkim.verify(fast.replace(b"Hello there.", b"Hello there!"), dnsfunc=dnsfunc)
+
+
+def test_the_relay_signs_with_openssl():
+    assert dkim.RSASSA_PKCS1_v1_5_sign is dkim_mod.openssl_sign
