@@ -214,11 +214,14 @@ def findings(result: dict[str, Any]) -> str:
     prof = (result["throughput"].get("profile") or {}).get("persistent")
     if prof:
         top = ", ".join(f"`{f}` {p} %" for f, p in prof["self"][:3])
+        pure = any("rsa_decrypt" in f for f, _ in prof["self"][:10])
+        why = ("dkimpy's pure-Python RSA (`dkim/crypto.py: rsa_decrypt`) runs under the GIL "
+               "even from `asyncio.to_thread`, so it takes its share from accepting as well"
+               if pure else "the RSA step runs in OpenSSL; what remains is dkimpy's "
+               "canonicalisation and hashing in Python")
         rows.append(f"* helo-smtp's top self-time frames (persistent sessions): {top}. DKIM "
                     f"signing (`outbound/dkim.py`, inclusive) is {_dkim_share(prof):.0f} % of "
-                    "all samples: dkimpy signs with its own pure-Python RSA "
-                    "(`dkim/crypto.py: rsa_decrypt`), and it runs under the GIL even from "
-                    "`asyncio.to_thread`, so it takes its share from accepting as well.")
+                    f"all samples: {why}.")
     w = result["throughput"].get("whatif")
     if w:
         for mode in MODES:
