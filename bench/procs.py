@@ -7,26 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-
-def free_port(hosts: list[str]) -> int:
-    """A TCP port free on every host right now (bind to 0 on the first, try it on the rest)."""
-    for _ in range(100):
-        first = socket.socket()
-        first.bind((hosts[0], 0))
-        port = first.getsockname()[1]
-        socks = [first]
-        try:
-            for h in hosts[1:]:
-                s = socket.socket()
-                socks.append(s)
-                s.bind((h, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port common to " + ", ".join(hosts))
+from tests.support.net import common_free_port as free_port  # noqa: F401 - one copy, re-exported
 
 
 def wait_port(host: str, port: int, timeout: float) -> None:
