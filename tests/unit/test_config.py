@@ -99,3 +99,4 @@ def test_every_setting_has_help():
     assert "pools.broadcast.per_domain_rate" in keys
     assert len(keys) == len(set(keys))
     assert all(r[3] for r in rows), [r[0] for r in rows if not r[3]]
+
