@@ -61,18 +61,23 @@ def fill(path: str, broadcast_rows: int, transactional_rows: int = 1000,
         for chunk in range(0, n, 100_000):
             msgs, rcpts = _rows(min(100_000, n - chunk), per_message, mail_type,
                                 start + chunk * 0.001, account, channel)
-            conn.executemany(
-                "INSERT INTO messages (id, account_id, channel_id, mail_type, sender, subject,"
-                " size, raw, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)",
-                msgs)
-            conn.executemany(
-                "INSERT INTO recipients (message_id, address, domain, mail_type, state,"
-                " next_attempt_at, expires_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                rcpts)
+            _insert(conn, msgs, rcpts)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return time.perf_counter() - t0
+
+
+def _insert(conn: sqlite3.Connection, msgs: list[tuple], rcpts: list[tuple]) -> None:
+    """Bulk rows straight into the queue tables (bench fills only: no events, no counters)."""
+    conn.executemany(
+        "INSERT INTO messages (id, account_id, channel_id, mail_type, sender, subject,"
+        " size, raw, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)",
+        msgs)
+    conn.executemany(
+        "INSERT INTO recipients (message_id, address, domain, mail_type, state,"
+        " next_attempt_at, expires_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+        rcpts)
 
 
 def fill_backlog(path: str, messages: int, domain: str) -> float:
@@ -95,14 +100,7 @@ def fill_backlog(path: str, messages: int, domain: str) -> float:
             msgs.append((mid, account, channel, "broadcast", f"app@{sender}", "bulk",
                          len(raw), raw, now))
             rcpts.append((mid, rcpt, domain, "broadcast", now, now + 172_800, now))
-        conn.executemany(
-            "INSERT INTO messages (id, account_id, channel_id, mail_type, sender, subject,"
-            " size, raw, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)",
-            msgs)
-        conn.executemany(
-            "INSERT INTO recipients (message_id, address, domain, mail_type, state,"
-            " next_attempt_at, expires_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-            rcpts)
+        _insert(conn, msgs, rcpts)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -11,18 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian's postfix brings smtp-sink and smtp-source; sasl2-bin has saslpasswd2 (the sasldb);
 # libsasl2-modules has the PLAIN/LOGIN and sasldb plugins Postfix's smtpd loads.
-APT_PACKAGES="postfix sasl2-bin libsasl2-modules"
-missing=""
-for pkg in $APT_PACKAGES; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
-done
-if [ -n "$missing" ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  # "No configuration": the package must not set up (or start) the system's own mail system.
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+bash tests/apt-install.sh postfix sasl2-bin libsasl2-modules
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

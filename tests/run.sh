@@ -10,18 +10,8 @@ cd "$(dirname "$0")/.."
 # smtp-sink/smtp-source, and as a SASL relay/smarthost client: sasl2-bin, libsasl2-modules),
 # PostgreSQL for the multi-node store tests, nmap's open-relay probe. Installed when we can
 # (root + apt); the tests that need them say so.
-APT_PACKAGES="swaks libnet-ssleay-perl postfix sasl2-bin libsasl2-modules postgresql nmap"
-missing=""
-for pkg in $APT_PACKAGES; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
-done
-if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  # postfix's installer asks questions; "No configuration" leaves the system's mail alone.
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+bash tests/apt-install.sh swaks libnet-ssleay-perl postfix sasl2-bin libsasl2-modules \
+  postgresql nmap
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
