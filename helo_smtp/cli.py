@@ -279,7 +279,7 @@ def _setup_logging(cfg: Any) -> None:
 
 
 def _run(coro: Any) -> None:
-    """asyncio.run, on uvloop when it is installed (the optional ``uvloop`` extra)."""
+    """asyncio.run on uvloop (a dependency on POSIX), plain asyncio where it is missing."""
     try:
         import uvloop
     except ImportError:

@@ -1,9 +1,11 @@
 """DATA content: parse once, read the control headers and limits, fill templates, build the final
 bytes (control headers stripped, ``Received`` and ``Message-ID`` added). Pure functions.
 
-The message is parsed once with the ``email`` package (``policy.default``) to read decoded
-values; the bytes that are stored are the client's bytes with only the header block edited
-(``headers``), unless a template is filled, which needs the parts re-encoded.
+Only the header block is parsed (``email`` package, ``policy.default``), and only the fields the
+rules read are decoded: the control headers, ``Subject`` and ``From``. Parsing every field and
+the body cost about 0.5 ms of a 4 KiB message, the largest part of accepting one. The bytes
+that are stored are the client's bytes with only the header block edited (``headers``), unless
+a template is filled, which parses the whole message and re-encodes the parts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import email.utils
 import ipaddress
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
 from helo_smtp.errors import NulCharacters, TemplatingError, ValidationError
@@ -23,6 +25,7 @@ from helo_smtp.inbound.addresses import ascii_domain
 from helo_smtp.inbound.controls import DETAILS, Controls
 
 _PARSER = BytesParser(policy=email.policy.default)
+_HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
 
 
 @dataclass(slots=True)
@@ -30,7 +33,7 @@ class Incoming:
     """A received message, read and checked, before channel and account rules."""
 
     data: bytes  # as received, line ends normalised to CRLF
-    msg: EmailMessage
+    msg: EmailMessage  # the header block only (the body is left unparsed)
     controls: Controls
     subject: str
     from_domains: list[str]
@@ -41,11 +44,12 @@ def read(raw: bytes) -> Incoming:
     if b"\0" in raw:
         raise NulCharacters()
     data = headers.normalise_line_ends(raw)
-    fields, _ = headers.split(data)
+    fields, rest = headers.split(data)
     controls.check_custom((f.name, f.raw) for f in fields)
-    msg = _PARSER.parsebytes(data)
+    msg = _HEADER_PARSER.parsebytes(data[:len(data) - len(rest)] + b"\r\n")
     try:
-        items = [(name, str(value)) for name, value in msg.items()]
+        items = [(name, str(msg.policy.header_fetch_parse(name, value)))
+                 for name, value in msg.raw_items() if controls.is_control(name.lower())]
         subject = str(msg.get("Subject", ""))
         from_domains = _from_domains(msg)
     except ValidationError:
@@ -82,7 +86,7 @@ def fill_templates(inc: Incoming) -> tuple[bytes, str]:
     if "\r" in subject or "\n" in subject:
         raise TemplatingError()
     controls.check_subject(subject)
-    msg = inc.msg
+    msg = _PARSER.parsebytes(inc.data)
     if "Subject" in msg:
         msg.replace_header("Subject", subject)
     for part in msg.walk():

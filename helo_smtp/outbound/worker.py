@@ -342,11 +342,11 @@ class Worker:
         self._seconds[domain] = 0.7 * last + 0.3 * seconds
 
     async def _attempt(self, job: Job) -> dict[int, Settled]:
-        msg = await asyncio.to_thread(self.store.queue.load_message, job.message_id)
+        msg, signed = await asyncio.to_thread(self._load, job.message_id)
         if msg is None:
             gone = local("queue", "5.3.0", "message data missing", BounceCategory.OTHER)
             return {rid: Settled(gone, Action.BOUNCE) for rid in job.ids}
-        envelopes = await self._envelopes(msg, job.rows)
+        envelopes = await self._envelopes(msg, job.rows, signed)
         mode = (TLSMode.VERIFY if job.domain in self._require_tls() else TLSMode.MAY)
         attempt = Attempt(self.transport, self.resolver, job.domain, envelopes, mode=mode,
                           max_addresses=self.cfg.delivery.max_mx_addresses)
@@ -363,24 +363,36 @@ class Worker:
     def _require_tls(self) -> set[str]:
         return {d.lower().rstrip(".") for d in self.cfg.delivery.require_tls_domains}
 
-    async def _envelopes(self, msg: StoredMessage, rows: list[ClaimedRecipient]
-                         ) -> list[Envelope]:
+    def _load(self, message_id: str) -> tuple[StoredMessage | None, bytes | None]:
+        """(message, its signed bytes when every recipient gets the same copy), in one trip
+        to a worker thread: reading the blob and signing both stay off the loop."""
+        msg = self.store.queue.load_message(message_id)
+        if msg is None or self._per_recipient(msg):
+            return msg, None
+        return msg, self.signer.sign(msg.raw, msg.account_id, msg.sender)
+
+    def _per_recipient(self, msg: StoredMessage) -> bool:
+        return needs_personalization(msg.mail_type, msg.track_opens, msg.track_links,
+                                     self.cfg.http)
+
+    async def _envelopes(self, msg: StoredMessage, rows: list[ClaimedRecipient],
+                         signed: bytes | None) -> list[Envelope]:
         """The bytes to send: personalized per recipient when needed, then DKIM-signed."""
-        if not needs_personalization(msg.mail_type, msg.track_opens, msg.track_links,
-                                     self.cfg.http):
-            data = await asyncio.to_thread(self.signer.sign, msg.raw, msg.account_id,
-                                           msg.sender)
-            return [Envelope(msg.sender, [(r.id, r.address) for r in rows], data)]
-        # HOOK (personalization): each recipient gets its own copy and its own transaction;
-        # tracking.personalize runs BEFORE signing so the signature covers the final bytes.
-        secret = self._tracking_secret()
+        if signed is not None:
+            return [Envelope(msg.sender, [(r.id, r.address) for r in rows], signed)]
+        return await asyncio.to_thread(self._personalize, msg, rows, self._tracking_secret())
+
+    def _personalize(self, msg: StoredMessage, rows: list[ClaimedRecipient], secret: bytes
+                     ) -> list[Envelope]:
+        """HOOK (personalization): each recipient gets its own copy and its own transaction;
+        tracking.personalize runs BEFORE signing so the signature covers the final bytes."""
         out = []
         for r in rows:
             raw = personalize(msg.raw, message_id=msg.id, recipient=r.address,
                               mail_type=msg.mail_type, track_opens=msg.track_opens,
                               track_links=msg.track_links, http_cfg=self.cfg.http,
                               secret=secret)
-            data = await asyncio.to_thread(self.signer.sign, raw, msg.account_id, msg.sender)
+            data = self.signer.sign(raw, msg.account_id, msg.sender)
             out.append(Envelope(msg.sender, [(r.id, r.address)], data))
         return out
 

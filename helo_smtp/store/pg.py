@@ -189,6 +189,7 @@ class PgDatabase:
     """The PostgreSQL database behind the store (one per process; nodes share the server)."""
 
     dialect = "postgresql"
+    reads_on_loop = False  # every read is a round trip to the server: off the loop
 
     def __init__(self, url: str, pool_size: int = POOL_SIZE, open_timeout: float = 10.0) -> None:
         self.path = self.url = url

@@ -37,6 +37,7 @@ from helo_smtp.models import (
 )
 from helo_smtp.store import broadcasts, events, pg_queue, suppressions
 from helo_smtp.store.db import dialect
+from helo_smtp.store.recent import RecentMessages
 
 IDEMPOTENCY_WINDOW = 3600.0
 PENDING_SEND_LIMIT = 1000
@@ -55,6 +56,7 @@ class EnqueueResult:
     message_id: str
     reply: str
     replayed: bool  # an idempotent replay: nothing was queued
+    broadcast_id: str | None = None
 
 
 def _claim_idempotency(c: sqlite3.Connection, msg: NewMessage) -> EnqueueResult | None:
@@ -147,7 +149,7 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
     if bid:
         broadcasts.bump_in(c, bid, accepted=len(msg.recipients), suppressed=len(msg.suppressed))
     _charge_sends(c, msg.account_id, len(msg.recipients))
-    return EnqueueResult(msg.id, msg.reply, False)
+    return EnqueueResult(msg.id, msg.reply, False, bid)
 
 
 def _claimed(r: sqlite3.Row) -> ClaimedRecipient:
@@ -273,11 +275,18 @@ class Queue:
     def __init__(self, db: Any, lifetimes: dict[MailType, float]) -> None:
         self.db = db
         self.lifetimes = lifetimes
+        self.recent = RecentMessages()
 
     async def enqueue(self, msg: NewMessage) -> EnqueueResult:
         """Commit the message; resolves only when the COMMIT is on disk."""
         lifetime = self.lifetimes[msg.mail_type]
-        return await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
+        result = await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
+        if not result.replayed and msg.recipients:
+            self.recent.add(StoredMessage(
+                msg.id, msg.account_id, msg.channel_id, msg.mail_type, msg.sender, msg.raw,
+                msg.track_opens, msg.track_links, result.broadcast_id, msg.tags, msg.metadata,
+                msg.created_at))
+        return result
 
     async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
                     now: float | None = None) -> list[ClaimedRecipient]:
@@ -344,6 +353,10 @@ class Queue:
         await listen(QUEUE_CHANNEL, on_notice, on_connect)
 
     def load_message(self, message_id: str) -> StoredMessage | None:
+        """The message as committed: from ``recent`` when it was accepted here lately."""
+        hit = self.recent.get(message_id)
+        if hit is not None:
+            return hit
         r = self.db.read(lambda c: c.execute(
             "SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
         if r is None:

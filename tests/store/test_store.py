@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 
 import pytest
@@ -14,9 +15,12 @@ from helo_smtp.models import (
     MailType,
     NewMessage,
     RecipientState,
+    StoredMessage,
     uuid7,
 )
 from helo_smtp.store import CorruptDatabase, Store, migrate, schema
+from helo_smtp.store.queue import Queue
+from helo_smtp.store.recent import RecentMessages
 from tests.support.relay import make_tenant
 
 
@@ -254,3 +258,31 @@ def test_full_disk_in_a_group_fails_only_its_job(store):
     assert isinstance(results[2], StorageFull)
     assert sum(not isinstance(r, Exception) for r in results) == 5
     assert store.queue.accounting() == {"queued": 5}
+
+
+def test_recent_messages_match_the_committed_ones(store):
+    """What the queue serves from memory after enqueue is exactly what the store holds."""
+    t = make_tenant(store)
+    msgs = [dataclasses.replace(message(t, mail_type=kind), tags=["a", "b"], metadata={"k": "v"},
+                                track_opens=True, broadcast_key="weekly", broadcast_name="Weekly")
+            for kind in MailType]
+    for m in msgs:
+        asyncio.run(store.queue.enqueue(m))
+    cold = Queue(store.db, store.queue.lifetimes)  # another queue object: nothing in memory
+    for m in msgs:
+        hot = store.queue.load_message(m.id)
+        assert store.queue.recent.get(m.id) is hot
+        assert cold.recent.get(m.id) is None
+        assert hot == cold.load_message(m.id)
+    assert cold.load_message(msgs[1].id).broadcast_id is not None
+
+
+def test_recent_messages_stay_within_their_budget():
+    recent = RecentMessages(budget=20_000)
+    for i in range(10):
+        recent.add(StoredMessage(str(i), "a", "c", MailType.BROADCAST, "s@x.test", b"x" * 3000,
+                                 False, False, None, [], {}, 0.0))
+    assert len(recent) == 6 and recent.get("9") is not None and recent.get("3") is None
+    recent.add(StoredMessage("big", "a", "c", MailType.BROADCAST, "s@x.test", b"x" * 6000,
+                             False, False, None, [], {}, 0.0))
+    assert recent.get("big") is None  # larger than a quarter of the budget: read from disk
