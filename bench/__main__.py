@@ -37,7 +37,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--source-count", type=int, default=10_000,
                    help="messages per smtp-source ceiling run")
-    p.add_argument("--iso-messages", type=int, default=10_000,
+    p.add_argument("--iso-messages", type=int, default=100_000,
                    help="broadcast backlog submitted over SMTP for the isolation run (0: skip)")
     p.add_argument("--memory-messages", type=int, default=100_000,
                    help="helo-smtp memory run: bulk-filled undeliverable backlog (0: skip)")

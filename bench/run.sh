@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark, one command: installs what it needs, runs helo-smtp and Postfix side by side,
 # writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks-*.png.
-#   bash bench/run.sh                                   # the full run (~30-40 min on 2 cores)
+#   bash bench/run.sh                                   # the full run (~40 min on 2 cores)
 #   bash bench/run.sh --rounds 1 --seconds 5 --iso-messages 5000 --queue-sizes 1000,100000
 # Extra arguments go to `python -m bench` (see `python -m bench --help`).
 # Needs root (Postfix runs from a private config directory; /etc/postfix and port 25 are never
@@ -19,4 +19,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -e ".[test,bench]"
 
-exec .venv/bin/python -m bench --report --profile --whatif fast_dkim "$@"
+exec .venv/bin/python -m bench --report --profile "$@"
