@@ -60,6 +60,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     p.add_argument("--report", action="store_true",
                    help="write docs/benchmarks.md and the charts from the results")
+    p.add_argument("--report-from", default="",
+                   help="run nothing: write the docs from this results file")
+    p.add_argument("--queue-into", default="",
+                   help="run only the queue-scaling part and store it in this results file"
+                        " (the rest of the file is kept; the docs say when each part ran)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--idle-seconds", type=float, default=3.0,
                    help="how long to watch the idle machine before and after the run")
@@ -201,9 +206,29 @@ def run(args: argparse.Namespace, layout: Layout | None = None) -> dict[str, Any
     return result
 
 
+def _queue_into(args: argparse.Namespace) -> dict[str, Any]:
+    """Re-measure the queue scaling alone into an existing results file."""
+    import tempfile
+
+    result = json.loads(Path(args.queue_into).read_text())
+    sizes = [int(s) for s in args.queue_sizes.split(",") if s]
+    with tempfile.TemporaryDirectory(prefix="helo-bench-queue-") as work:
+        result["queue_scaling"] = queuefill.scaling(Path(work), sizes, log=log,
+                                                    batches=args.claim_batches)
+    result["queue_scaling_at"] = time.time()
+    args.out = args.queue_into
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    result = run(args)
+    if args.report_from:
+        result = json.loads(Path(args.report_from).read_text())
+        args.out = args.report_from
+    elif args.queue_into:
+        result = _queue_into(args)
+    else:
+        result = run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))

@@ -16,35 +16,11 @@ from pathlib import Path
 
 from bench import procs
 from bench.client import Target
+from tests.support.postfixmaster import master_cf
 
 POSTFIX_USER = "postfix"
 REALM = "postfix.bench.test"
 
-# chroot off everywhere ("n" in column 5) so no chroot jail needs populating.
-_MASTER = """\
-{listen} inet  n - n - - smtpd
-pickup     unix  n - n 60 1 pickup
-cleanup    unix  n - n - 0 cleanup
-qmgr       unix  n - n 300 1 qmgr
-tlsmgr     unix  - - n 1000? 1 tlsmgr
-rewrite    unix  - - n - - trivial-rewrite
-bounce     unix  - - n - 0 bounce
-defer      unix  - - n - 0 bounce
-trace      unix  - - n - 0 bounce
-verify     unix  - - n - 1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n - - proxymap
-proxywrite unix  - - n - 1 proxymap
-smtp       unix  - - n - - smtp
-relay      unix  - - n - - smtp
-showq      unix  n - n - - showq
-error      unix  - - n - - error
-retry      unix  - - n - - error
-discard    unix  - - n - - discard
-anvil      unix  - - n - 1 anvil
-scache     unix  - - n - 1 scache
-postlog    unix-dgram n - n - 1 postlogd
-"""
 
 
 def available() -> bool:
@@ -138,7 +114,7 @@ class PrivatePostfix:
         for d in ("queue", "data", "sasl"):
             (r / d).mkdir(parents=True)
         (r / "main.cf").write_text(self.main_cf())
-        (r / "master.cf").write_text(_MASTER.format(listen=f"{self.address}:{self.port}"))
+        (r / "master.cf").write_text(master_cf(f"{self.address}:{self.port}"))
         (r / "sasl" / "smtpd.conf").write_text(
             "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
             f"sasldb_path: {r}/sasl/sasldb2\n")

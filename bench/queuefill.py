@@ -107,44 +107,60 @@ def fill_backlog(path: str, messages: int, domain: str) -> float:
     return time.perf_counter() - t0
 
 
-async def _claims(store: Store, mail_type: MailType, batches: int, batch: int
-                  ) -> tuple[list[float], int]:
-    times, got = [], 0
+async def _claim_once(store: Store, mail_type: MailType, batch: int) -> tuple[float, int]:
+    t = time.perf_counter()
+    rows = await store.queue.claim(mail_type, batch, "bench", 300.0)
+    took = time.perf_counter() - t
+    # Untimed: give the batch back, due in the past again, so a 1k queue stays 1k deep for
+    # every sample (a worker's claim is followed by outcomes; those are not timed).
+    await store.queue.release([r.id for r in rows], time.time() - 86_400)
+    return took, len(rows)
+
+
+async def _interleaved(stores: dict[int, Store], mail_type: MailType, batches: int,
+                       batch: int) -> dict[int, tuple[list[float], int]]:
+    """One claim per store in turn, ``batches`` times: a slow spell of the disk (fsync times
+    drift by 2x over minutes on a shared machine) lands on every size alike."""
+    out: dict[int, tuple[list[float], int]] = {n: ([], 0) for n in stores}
     for _ in range(batches):
-        t = time.perf_counter()
-        rows = await store.queue.claim(mail_type, batch, "bench", 300.0)
-        times.append(time.perf_counter() - t)
-        got += len(rows)
-        # Untimed: give the batch back, due in the past again, so a 1k queue stays 1k deep
-        # for every sample (a worker's claim is followed by outcomes; those are not timed).
-        await store.queue.release([r.id for r in rows], time.time() - 86_400)
-    return times, got
+        for n, store in stores.items():
+            took, got = await _claim_once(store, mail_type, batch)
+            times, total = out[n]
+            times.append(took)
+            out[n] = (times, total + got)
+    return out
 
 
-def measure(path: str, batches: int = 30, batch: int = 200) -> dict[str, Any]:
-    """Claim ``batches`` batches of broadcast rows, then 5 of transactional ones."""
-    store = Store.open(path, check=False)  # integrity_check of 1M rows is not what we time
+def _figures(bc: tuple[list[float], int], tx: tuple[list[float], int], batch: int
+             ) -> dict[str, Any]:
+    (bct, bc_got), (txt, tx_got) = bc, tx
+    return {"batch": batch, "claim_ms": [t * 1000 for t in bct], "claimed": bc_got,
+            "median_ms": statistics.median(bct) * 1000,
+            "p90_ms": sorted(bct)[int(0.9 * (len(bct) - 1))] * 1000,
+            "tx_claim_ms": [t * 1000 for t in txt], "tx_claimed": tx_got,
+            "tx_median_ms": statistics.median(txt) * 1000}
+
+
+def scaling(workdir: Path, sizes: list[int], log: Any = print, batches: int = 30,
+            batch: int = 200) -> dict[str, Any]:
+    """Fill one store per size, then claim from them in turn (broadcast ``batches`` rounds,
+    then 5 transactional ones) through the real ``Store.open(...).queue.claim``."""
+    paths = {n: workdir / f"queue-{n}.db" for n in sizes}
+    fills = {n: fill(str(p), n) for n, p in paths.items()}
+    # integrity_check of 1M rows is not what we time
+    stores = {n: Store.open(str(p), check=False) for n, p in paths.items()}
     try:
-        bc, bc_got = asyncio.run(_claims(store, MailType.BROADCAST, batches, batch))
-        tx, tx_got = asyncio.run(_claims(store, MailType.TRANSACTIONAL, 5, batch))
+        bc = asyncio.run(_interleaved(stores, MailType.BROADCAST, batches, batch))
+        tx = asyncio.run(_interleaved(stores, MailType.TRANSACTIONAL, 5, batch))
     finally:
-        store.close()
-    return {"batch": batch, "claim_ms": [t * 1000 for t in bc], "claimed": bc_got,
-            "median_ms": statistics.median(bc) * 1000,
-            "p90_ms": sorted(bc)[int(0.9 * (len(bc) - 1))] * 1000,
-            "tx_claim_ms": [t * 1000 for t in tx], "tx_claimed": tx_got,
-            "tx_median_ms": statistics.median(tx) * 1000}
-
-
-def scaling(workdir: Path, sizes: list[int], log: Any = print, **kw: Any) -> dict[str, Any]:
+        for store in stores.values():
+            store.close()
     out: dict[str, Any] = {}
-    for n in sizes:
-        path = workdir / f"queue-{n}.db"
-        fill_s = fill(str(path), n)
-        res = measure(str(path), **kw)
-        res.update(rows=n, fill_seconds=fill_s, db_mib=path.stat().st_size / 2**20)
+    for n, path in paths.items():
+        res = _figures(bc[n], tx[n], batch)
+        res.update(rows=n, fill_seconds=fills[n], db_mib=path.stat().st_size / 2**20)
         log(f"  {n:>9,} rows: claim {res['median_ms']:.2f} ms median"
-            f" (tx among them {res['tx_median_ms']:.2f} ms), fill {fill_s:.0f} s")
+            f" (tx among them {res['tx_median_ms']:.2f} ms), fill {fills[n]:.0f} s")
         out[str(n)] = res
         for p in workdir.glob(f"queue-{n}.db*"):
             p.unlink()

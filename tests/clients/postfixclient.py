@@ -21,34 +21,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.postfixmaster import master_cf
 from tests.support.waiting import wait_for
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
 
-SERVICES = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-tlsmgr    unix  - - n 1000? 1 tlsmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
 
 
 def available() -> str | None:
@@ -100,7 +78,7 @@ class PostfixClient:
             "minimal_backoff_time": "1s", "maximal_backoff_time": "2s",
         }
         (d / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
-        (d / "master.cf").write_text(SERVICES.format(port=self.port))
+        (d / "master.cf").write_text(master_cf(f"127.0.0.1:{self.port}"))
         (d / "sasl_passwd").write_text(f"{relayhost} {username}:{secret}\n")
         (d / "sasl_passwd").chmod(0o600)
         subprocess.run([POSTMAP, "-c", str(d), f"hash:{d}/sasl_passwd"], check=True,

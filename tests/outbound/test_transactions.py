@@ -1,5 +1,6 @@
 """What one transaction puts on the wire: recipient overflow (452 4.5.3), SMTPUTF8 and
-8BITMIME/SIZE parameters, the 5.6.7 bounce for a non-ASCII address without SMTPUTF8."""
+8BITMIME/SIZE parameters, the 5.6.7 bounce for a non-ASCII address without SMTPUTF8, HELO
+after an EHLO refused with 5xx."""
 
 from __future__ import annotations
 
@@ -105,4 +106,22 @@ def test_an_idn_domain_goes_as_an_a_label_without_smtputf8(rig_factory, dns, ext
     wait_states(rig.store, mid, lambda c: c == {"delivered": 1, "bounced": 1})
     assert [m["rcpt_tos"] for m in sink.h.messages] == [["kurt@xn--bcher-kva.test"]]
     assert "SMTPUTF8" not in sink.h.mail_options[0]
+    assert_accounting(rig.store)
+
+
+def test_a_5xx_to_ehlo_falls_back_to_helo(rig_factory, dns, extra_sinks):
+    """RFC 5321 §3.2: a server that does not know EHLO answers 5xx; the client says HELO."""
+    sink = extra_sinks(25, "mx.old.test")
+    sink.h.ehlo_reply = "502 5.5.1 Command not implemented"
+    dns.add("old.test", "MX", "10 mx.old.test.")
+    dns.add("mx.old.test", "A", sink.host)
+    rig = rig_factory()
+    mid = enqueue(rig.store, rig.tenant, ["u@old.test"])
+    rig.workers.wake()
+    wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
+
+    verbs = [verb for _, verb, _ in sink.h.commands]
+    assert verbs[:3] == ["EHLO", "HELO", "MAIL"]  # no STARTTLS: HELO offers no extensions
+    assert sink.h.messages[0]["ehlo"] == rig.cfg.pool(MailType.TRANSACTIONAL).helo_name
+    assert sink.h.messages[0]["tls"] is False
     assert_accounting(rig.store)

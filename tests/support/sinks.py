@@ -8,6 +8,7 @@ sink.h.drop_at = "RCPT"          # close TCP when RCPT arrives
 sink.h.stall = {"DATA": 30}      # tarpit: sleep before answering DATA
 sink.h.banner_delay = 30         # tarpit: sleep before the 220 greeting
 sink.h.on_connect = "drop"       # close right after accept / "554" = reject banner
+sink.h.ehlo_reply = "502 5.5.1 EHLO not implemented"  # an old MTA: only HELO works
 ... sink.h.messages[-1]["peer"], ["rcpt_tos"], ["tls"], ["data"]
 sink.h.reset(); sink.stop()
 """
@@ -38,6 +39,7 @@ class ScriptedHandler:
         self.stall: dict[str, float] = {}  # VERB -> seconds to sleep before replying
         self.banner_delay: float = 0.0
         self.on_connect: str | None = None  # None | "drop" | "554"
+        self.ehlo_reply: str | None = None  # answer EHLO with this instead (HELO still works)
 
     async def _script(self, server, verb: str, arg):
         self.commands.append((server.session.peer, verb, arg))
@@ -53,6 +55,12 @@ class ScriptedHandler:
             return []
         session.host_name = hostname
         return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        if await self._script(server, "HELO", hostname):
+            return "421 4.4.2 dropped"
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if await self._script(server, "MAIL", address):
@@ -96,6 +104,14 @@ class ScriptedHandler:
 
 
 class ScriptedSMTP(SMTP):
+    async def smtp_EHLO(self, hostname: str):
+        reply = self.event_handler.ehlo_reply
+        if reply is None:
+            return await super().smtp_EHLO(hostname)
+        self.event_handler.commands.append((self.session.peer, "EHLO", hostname))
+        await self.push(reply)
+        return None
+
     async def _handle_client(self):
         h = self.event_handler
         h.connections.append(self.session.peer)
