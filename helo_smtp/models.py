@@ -223,6 +223,10 @@ class DeliveryResult:
     tls: bool = False
     next_attempt_at: float | None = None
     at: float = field(default_factory=time.time)
+    # The message's channel and broadcast as the claim read them; with ``channel_id`` given
+    # the store need not look them up again (None: it does).
+    channel_id: str | None = None
+    broadcast_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

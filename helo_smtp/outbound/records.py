@@ -45,13 +45,14 @@ def to_result(row: ClaimedRecipient, s: Settled, cfg: DeliveryConfig,
         category=None if state == RecipientState.DELIVERED else o.category,
         remote_host=s.route.host if s.route else None,
         remote_ip=s.route.ip if s.route else None, source_ip=s.source_ip, tls=s.tls,
-        next_attempt_at=due, at=now)
+        next_attempt_at=due, at=now, channel_id=row.channel_id, broadcast_id=row.broadcast_id)
 
 
 def expired(row: ClaimedRecipient, now: float) -> DeliveryResult:
     """A recipient claimed after its lifetime ended (held, or the relay was down)."""
     return DeliveryResult(row.id, RecipientState.EXPIRED, "queue",
-                          "lifetime expired before delivery", status="4.4.7", at=now)
+                          "lifetime expired before delivery", status="4.4.7", at=now,
+                          channel_id=row.channel_id, broadcast_id=row.broadcast_id)
 
 
 def observe(mail_type: MailType, row: ClaimedRecipient, res: DeliveryResult) -> None:

@@ -51,9 +51,9 @@ def bump_in(c: sqlite3.Connection, broadcast_id: str, **counts: int) -> None:
 def count_outcome_in(c: sqlite3.Connection, broadcast_id: str, res: DeliveryResult,
                      first: bool) -> None:
     """Count one recorded outcome. ``deferred`` counts recipients deferred at least once."""
-    if res.state == RecipientState.DELIVERED:
-        bump_in(c, broadcast_id, delivered=1)
-        c.execute("UPDATE broadcasts SET first_sent_at = coalesce(first_sent_at, ?),"
+    if res.state == RecipientState.DELIVERED:  # one statement: this runs for every delivery
+        c.execute("UPDATE broadcasts SET delivered = delivered + 1,"
+                  " first_sent_at = coalesce(first_sent_at, ?),"
                   " last_sent_at = CASE WHEN last_sent_at > ? THEN last_sent_at ELSE ? END"
                   " WHERE id = ?", (res.at, res.at, res.at, broadcast_id))
     elif res.state == RecipientState.DEFERRED and first:

@@ -198,38 +198,50 @@ def release_in(c: sqlite3.Connection, ids: Sequence[int], due_at: float) -> None
             notify_in(c, r[0])
 
 
-def _apply_result(c: sqlite3.Connection, res: DeliveryResult) -> tuple[str, str] | None:
-    row = c.execute(
-        "SELECT r.address, r.state, r.message_id, m.channel_id, m.broadcast_id"
-        " FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?",
-        (res.recipient_id,)).fetchone()
-    if row is None or row["state"] not in ("queued", "deferred"):
-        return None  # already final (a late duplicate outcome): history stays as it was
+def _apply_result(c: sqlite3.Connection, res: DeliveryResult) -> tuple[str, str, bool] | None:
+    """Record one outcome; (message id, channel id, whether the message's status may have
+    changed), or None when the recipient was already final (a late duplicate outcome: history
+    stays as it was). Every statement here runs for every delivery, so there are few: the
+    UPDATE returns what the event needs, and the claim's channel and broadcast are reused."""
     due = res.next_attempt_at if res.state == RecipientState.DEFERRED else res.at
     category = res.category.value if res.category else None
-    c.execute(
+    row = c.execute(
         "UPDATE recipients SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
         " claimed_by = NULL, lease_until = NULL, last_code = ?, last_status = ?, last_text = ?,"
-        " last_host = ?, category = ?, updated_at = ? WHERE id = ?",
+        " last_host = ?, category = ?, updated_at = ?"
+        " WHERE id = ? AND state IN ('queued', 'deferred')"
+        " RETURNING address, message_id, attempts",
         (res.state.value, due, res.code, res.status, res.text, res.remote_host, category,
-         res.at, res.recipient_id))
+         res.at, res.recipient_id)).fetchone()
+    if row is None:
+        return None
+    message_id = row["message_id"]
+    # attempts grows only here, so the first recorded outcome is the one leaving 'queued'
+    first = row["attempts"] == 1
+    channel_id, broadcast_id = res.channel_id, res.broadcast_id
+    if channel_id is None:
+        m = c.execute("SELECT channel_id, broadcast_id FROM messages WHERE id = ?",
+                      (message_id,)).fetchone()
+        channel_id, broadcast_id = m["channel_id"], m["broadcast_id"]
     c.execute(
         "INSERT INTO attempts (recipient_id, message_id, at, stage, outcome, remote_host,"
         " remote_ip, source_ip, tls, code, status, text, category)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (res.recipient_id, row["message_id"], res.at, res.stage, res.state.value,
+        (res.recipient_id, message_id, res.at, res.stage, res.state.value,
          res.remote_host, res.remote_ip, res.source_ip, int(res.tls), res.code, res.status,
          res.text, category))
-    events.add(c, _EVENT_FOR_STATE[res.state], message_id=row["message_id"],
-               recipient=row["address"], channel_id=row["channel_id"],
-               broadcast_id=row["broadcast_id"], at=res.at, code=res.code, status=res.status,
+    events.add(c, _EVENT_FOR_STATE[res.state], message_id=message_id,
+               recipient=row["address"], channel_id=channel_id,
+               broadcast_id=broadcast_id, at=res.at, code=res.code, status=res.status,
                category=category, host=res.remote_host)
     if res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES:
-        suppressions.add_in(c, row["channel_id"], row["address"], SuppressionReason.HARD_BOUNCE,
-                            row["message_id"])
-    if row["broadcast_id"]:
-        broadcasts.count_outcome_in(c, row["broadcast_id"], res, first=row["state"] == "queued")
-    return row["message_id"], row["channel_id"]
+        suppressions.add_in(c, channel_id, row["address"], SuppressionReason.HARD_BOUNCE,
+                            message_id)
+    if broadcast_id:
+        broadcasts.count_outcome_in(c, broadcast_id, res, first=first)
+    # queued -> delivered never changes Helo's status (accepted stays accepted, delayed stays
+    # delayed: the deferred recipients are untouched); anything else may.
+    return message_id, channel_id, not (first and res.state == RecipientState.DELIVERED)
 
 
 def refresh_status_in(c: sqlite3.Connection, message_id: str) -> None:
@@ -251,7 +263,7 @@ def record_in(c: sqlite3.Connection, results: Iterable[DeliveryResult]) -> None:
     touched: set[str] = set()
     for res in results:
         hit = _apply_result(c, res)
-        if hit:
+        if hit and hit[2]:
             touched.add(hit[0])
     for mid in touched:
         refresh_status_in(c, mid)
