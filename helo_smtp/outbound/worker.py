@@ -303,6 +303,12 @@ class Worker:
                 await self._free_slot(job.domain, slot)
             await self._record(job.rows, self._results(job, settled))
             recorded = True
+        except StoreError as exc:
+            # The store cannot take the outcome (disk full, database away): an expected fault,
+            # one line. The rows go back to the queue (or their lease lapses); a delivered one
+            # may then arrive twice, as after a crash between DATA and the record.
+            log.error("event=record_failed message_id=%s domain=%s error=%s", job.message_id,
+                      job.domain, type(exc).__name__)
         except Exception:  # a bug in one delivery must not strand its rows
             log.exception("event=delivery_error message_id=%s domain=%s", job.message_id,
                           job.domain)

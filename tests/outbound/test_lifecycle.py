@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from helo_smtp.errors import StorageFull
 from helo_smtp.models import MailType
 from tests.support.accounting import assert_accounting
-from tests.support.outbound import WorkerRig, enqueue, wait_states
+from tests.support.outbound import WorkerRig, capture_log, enqueue, wait_states
 from tests.support.waiting import wait_for
 
 
@@ -87,4 +88,30 @@ def test_a_deferral_past_the_lifetime_expires_once(rig_factory, sinks):
     assert row["last_text"].startswith("lifetime expired; last error: 451 4.3.0")
     assert rig.store.queue.pending_count() == 0  # final: nothing will report it again
     assert rig.store.events.counts() == {"message.received": 1, "message.expired": 1}
+    assert_accounting(rig.store)
+
+
+def test_an_outcome_the_store_cannot_take_is_one_line_and_the_row_goes_back(rig_factory, sinks):
+    """Disk full while recording a delivery: one log line (no traceback, no deferral written
+    for mail that went out), the row returns to the queue and is sent again."""
+    rig = rig_factory()
+    real, failed = rig.store.queue.record, []
+
+    async def full_once(results):
+        if not failed:
+            failed.append(results)
+            raise StorageFull("database or disk is full")
+        await real(results)
+
+    rig.store.queue.record = full_once
+    with capture_log("helo_smtp.delivery") as log:
+        mid = enqueue(rig.store, rig.tenant, ["twice@other.test"])
+        rig.workers.wake()
+        wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
+    [line] = log.kv("record_failed")
+    assert line["message_id"] == mid and line["error"] == "StorageFull"
+    assert not [r for r in log.records if r.exc_info]
+    assert len(sinks[2].h.messages) == 2  # sent, not recorded, sent again (RFC 5321 §6.1)
+    [row] = rig.store.admin.recipients(mid)
+    assert row["attempts"] == 1
     assert_accounting(rig.store)
