@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from helo_smtp.errors import StorageFull, StoreError
 
 T = TypeVar("T")
+J = TypeVar("J")
 log = logging.getLogger("helo_smtp.store")
 
 BUSY_TIMEOUT_MS = 10_000
@@ -46,6 +47,26 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def take_group(jobs: queue.SimpleQueue[J | None], limit: int) -> list[J] | None:
+    """One group commit's worth of jobs: wait for one, then take every job already waiting,
+    up to ``limit``. None: the stop sentinel came first. A sentinel met after the first job is
+    put back, so the writer (or the next writer thread) stops on its next turn."""
+    first = jobs.get()
+    if first is None:
+        return None
+    group = [first]
+    while len(group) < limit:
+        try:
+            nxt = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if nxt is None:
+            jobs.put(None)
+            break
+        group.append(nxt)
+    return group
 
 
 def dialect(c: Any) -> str:
@@ -125,20 +146,7 @@ class Database:
         return await asyncio.wrap_future(self.submit(fn))
 
     def _write_loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            while len(batch) < MAX_GROUP:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._jobs.put(None)
-                    break
-                batch.append(nxt)
+        while (batch := take_group(self._jobs, MAX_GROUP)) is not None:
             self._run_batch(batch)
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]

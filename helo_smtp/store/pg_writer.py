@@ -40,6 +40,7 @@ from psycopg import sql as pg_sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from helo_smtp.errors import StoreError
+from helo_smtp.store.db import take_group
 
 log = logging.getLogger("helo_smtp.store.pg")
 
@@ -79,20 +80,7 @@ class GroupWriter:
 
     # ---- the writer threads --------------------------------------------------------------
     def _loop(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._jobs.put(None)  # for this thread's next turn
-                    break
-                group.append(nxt)
+        while (group := take_group(self._jobs, MAX_GROUP)) is not None:
             live = [(job, runs) for job, runs in group
                     if runs or job[1].set_running_or_notify_cancel()]
             if live:
