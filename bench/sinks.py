@@ -29,6 +29,7 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP
 
 from bench import postfix, procs
+from tests.support.process import terminate
 
 _COUNTER = re.compile(rb"mesg=(\d+)\r")  # complete updates only
 
@@ -181,10 +182,5 @@ class AioCeilingSink:
         return self._proc.pid if self._proc else None
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        if self._proc is not None:
+            terminate(self._proc, grace=10)

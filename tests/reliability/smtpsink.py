@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.process import terminate
 from tests.support.waiting import wait_for
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -57,13 +58,7 @@ class SmtpSink:
         return [p.read_bytes() for p in sorted(self.dumps.rglob("*")) if p.is_file()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, grace=5)
         if self.proc.stdout is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdout.close()

@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+from tests.support.process import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,12 +36,6 @@ class RelayProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, grace=30, kill_wait=10)
         if not self.log.closed:
             self.log.close()
