@@ -54,7 +54,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="after the rounds, sample helo-smtp with py-spy during one run per mode")
     p.add_argument("--whatif", default="",
-                   help="also run helo-smtp with a bench.whatif experiment (e.g. fast_dkim),"
+                   help="also run helo-smtp with a bench.whatif experiment (a function there),"
                         " interleaved with Postfix, reported apart from the main numbers")
     p.add_argument("--whatif-rounds", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
