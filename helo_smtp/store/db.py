@@ -90,6 +90,77 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
+Job = tuple[Callable[[sqlite3.Connection], Any], Any]  # (fn, a concurrent or asyncio Future)
+Done = tuple[Any, bool, Any]  # (future, ok, value or exception)
+
+
+def settle(done: list[Done]) -> None:
+    """Answer each job of a committed group: its value, or the exception it raised."""
+    for fut, ok, value in done:
+        if fut.done():  # an asyncio caller that gave up (cancelled) after its job ran
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+def fail(jobs: list[Job], exc: BaseException) -> None:
+    """Answer every job with the store error ``exc`` stands for."""
+    for _, fut in jobs:
+        fut.set_exception(translate(exc))
+
+
+def run_group(conn: sqlite3.Connection, jobs: list[Job],
+              committed: Callable[[list[Done]], None], begun: bool = False) -> list[Job]:
+    """Run jobs in one transaction and hand the outcomes to ``committed`` after its COMMIT;
+    returns the jobs to run again (none when done). ``begun``: the caller has already run
+    ``BEGIN IMMEDIATE``.
+
+    SQLite rolls the whole transaction back on its own after some errors (SQLITE_FULL,
+    SQLITE_IOERR, ...). Then the job that hit it fails alone and the jobs that had already
+    succeeded in this transaction are run again in a new one, so no innocent job is lost.
+    """
+    try:
+        if not begun:
+            conn.execute("BEGIN IMMEDIATE")
+    except BaseException as exc:  # noqa: BLE001 - every waiting job must be answered
+        fail(jobs, exc)
+        return []
+    done: list[tuple[Job, bool, Any]] = []
+    for i, job in enumerate(jobs):
+        ok, value = _run_job(conn, job[0])
+        if not ok and not conn.in_transaction:
+            job[1].set_exception(value)
+            return [j for j, _, _ in done] + jobs[i + 1:]
+        done.append((job, ok, value))
+    try:
+        conn.execute("COMMIT")
+    except BaseException as exc:  # noqa: BLE001 - every job in the batch must be answered
+        log.error("commit failed: %s", exc)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        for (_, fut), _, _ in done:
+            fut.set_exception(translate(exc))
+        return []
+    committed([(fut, ok, value) for (_, fut), ok, value in done])
+    return []
+
+
+def _run_job(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+             ) -> tuple[bool, Any]:
+    conn.execute("SAVEPOINT job")
+    try:
+        value = fn(conn)
+    except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
+        if conn.in_transaction:  # else SQLite already rolled everything back
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+        return False, translate(exc)
+    conn.execute("RELEASE job")
+    return True, value
+
+
 class Database:
     """The SQLite database behind the store."""
 
@@ -110,6 +181,7 @@ class Database:
         self._thread = threading.Thread(target=self._write_loop, name="helo-store-writer",
                                         daemon=True)
         self._closed = False
+        self._onloop: Any = None  # a LoopWriter while the relay's loop is bound
         self._thread.start()
 
     # ---- reads ---------------------------------------------------------------------------
@@ -130,85 +202,71 @@ class Database:
         return fn(self.reader())
 
     # ---- writes --------------------------------------------------------------------------
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on run writes submitted on ``loop``'s thread on the loop itself
+        (``store/loopwriter.py``); writes from other threads keep the writer thread. The relay
+        binds its loop at start and unbinds at stop."""
+        from helo_smtp.store.loopwriter import LoopWriter
+
+        if self.path != ":memory:" and self._onloop is None:
+            self._onloop = LoopWriter(self.path, loop)
+
+    def unbind_loop(self) -> None:
+        """Commit and fsync what the loop has queued, answer it, and go back to the thread."""
+        onloop, self._onloop = self._onloop, None
+        if onloop is not None:
+            onloop.close()
+
+    def _here(self) -> Any:
+        """The loop writer when called on its loop's thread, else None."""
+        onloop = self._onloop
+        if onloop is None:
+            return None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return onloop if running is onloop.loop else None
+
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         if self._closed:
             raise StoreError("store is closed")
         fut: Future[T] = Future()
-        self._jobs.put((fn, fut))
+        onloop = self._here()
+        if onloop is not None:
+            onloop.submit(fn, fut)
+        else:
+            self._jobs.put((fn, fut))
         return fut
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction and wait for its COMMIT (sync callers)."""
-        return self.submit(fn).result()
+        """Run ``fn`` in a write transaction and wait for its COMMIT (sync callers: always
+        the writer thread, since waiting on the loop's own thread for the loop would hang)."""
+        if self._closed:
+            raise StoreError("store is closed")
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
 
     async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction; resolves after its COMMIT is on disk."""
-        return await asyncio.wrap_future(self.submit(fn))
+        onloop = self._here()
+        if onloop is None:
+            return await asyncio.wrap_future(self.submit(fn))
+        if self._closed:
+            raise StoreError("store is closed")
+        fut: asyncio.Future[T] = onloop.loop.create_future()
+        onloop.submit(fn, fut)
+        return await fut
 
     def _write_loop(self) -> None:
         while (batch := take_group(self._jobs, MAX_GROUP)) is not None:
             self._run_batch(batch)
 
-    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
-                   ) -> None:
+    def _run_batch(self, batch: list[Job]) -> None:
         pending = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         while pending:
-            pending = self._try_batch(pending)
-
-    def _try_batch(self, jobs: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
-                   ) -> list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]:
-        """Run jobs in one transaction; returns the jobs to run again (none when done).
-
-        SQLite rolls the whole transaction back on its own after some errors (SQLITE_FULL,
-        SQLITE_IOERR, ...). Then the job that hit it fails alone and the jobs that had already
-        succeeded in this transaction are run again in a new one, so no innocent job is lost.
-        """
-        conn = self._writer
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:  # noqa: BLE001 - every waiting job must be answered
-            for _, fut in jobs:
-                fut.set_exception(translate(exc))
-            return []
-        done: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any], bool, Any]] = []
-        for i, (fn, fut) in enumerate(jobs):
-            ok, value = self._run_job(conn, fn)
-            if not ok and not conn.in_transaction:
-                fut.set_exception(value)
-                return [(f, fu) for f, fu, _, _ in done] + jobs[i + 1:]
-            done.append((fn, fut, ok, value))
-        try:
-            conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 - every job in the batch must be answered
-            log.error("commit failed: %s", exc)
-            self._rollback()
-            for _, fut, _, _ in done:
-                fut.set_exception(translate(exc))
-            return []
-        for _, fut, ok, value in done:
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
-        return []
-
-    @staticmethod
-    def _run_job(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
-                 ) -> tuple[bool, Any]:
-        conn.execute("SAVEPOINT job")
-        try:
-            value = fn(conn)
-        except BaseException as exc:  # noqa: BLE001 - rolled back and handed to the caller
-            if conn.in_transaction:  # else SQLite already rolled everything back
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-            return False, translate(exc)
-        conn.execute("RELEASE job")
-        return True, value
-
-    def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._writer.execute("ROLLBACK")
+            pending = run_group(self._writer, pending, settle)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def integrity_check(self) -> None:
@@ -226,6 +284,7 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        self.unbind_loop()
         self._jobs.put(None)
         self._thread.join(10)
         self._writer.close()

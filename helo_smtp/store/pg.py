@@ -225,6 +225,12 @@ class PgDatabase:
         raise AssertionError("unreachable")
 
     # ---- writes --------------------------------------------------------------------------
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Nothing to do: a PostgreSQL write is a round trip, so it stays on the writer."""
+
+    def unbind_loop(self) -> None:
+        """Nothing to do (see ``bind_loop``)."""
+
     def submit(self, fn: Callable[[PgConn], T]) -> Future[T]:
         if self._closed:
             raise StoreError("store is closed")

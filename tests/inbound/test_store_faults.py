@@ -28,13 +28,13 @@ def test_store_error_mid_data_is_451_and_the_next_message_passes(relay, client_c
     caplog.set_level(logging.ERROR, logger="helo_smtp.smtp")
     s = session(relay, client_ctx)
     t = relay.tenant
-    relay.store.db.write(lambda c: c.set_authorizer(deny_message_inserts))
+    relay.write(lambda c: c.set_authorizer(deny_message_inserts))
     reply = send(s, t.sender, ["user@example.test"], message())
     assert reply == CATALOG["local_error"].line()
     [record] = [r for r in caplog.records if "event=internal_error" in r.getMessage()]
     assert re.search(r"correlation_id=[0-9a-f]{12} command=DATA", record.getMessage())
     assert messages(relay.store) == [] and relay.store.queue.pending_count() == 0
-    relay.store.db.write(lambda c: c.set_authorizer(None))
+    relay.write(lambda c: c.set_authorizer(None))
     accepted(send(s, t.sender, ["user@example.test"], message()))
     assert relay.store.events.counts() == {"message.received": 1}
 
@@ -44,9 +44,9 @@ def test_storage_full_is_452_and_the_next_message_passes(relay, client_ctx):
     s = session(relay, client_ctx)
     t = relay.tenant
     big = message(body=("x" * 70 + "\n") * 60)
-    old = relay.store.db.write(lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 3000))
+    old = relay.write(lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 3000))
     assert send(s, t.sender, ["user@example.test"], big) == \
         CATALOG["insufficient_storage"].line()
-    relay.store.db.write(lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, old))
+    relay.write(lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, old))
     accepted(send(s, t.sender, ["user@example.test"], big))
     assert len(messages(relay.store)) == 1

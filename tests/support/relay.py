@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,6 +135,11 @@ class RelayHandle:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return self.lt.run(coro, timeout)
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn`` on the connection the relay's own writes use (its loop's), e.g. to
+        plant a real SQLite fault there."""
+        return self.run(self.store.db.awrite(fn))
 
     def stop(self, grace: float = 2.0) -> None:
         if self._stopped:
