@@ -187,24 +187,26 @@ class HeloRelay:
     def bc_target(self) -> Target:
         return Target(self.address, self.broadcast_port, self.username, self.password)
 
+    # helo-smtp serve is two processes (listeners + HTTP, and the delivery child): every
+    # figure below covers both.
     def cpu_seconds(self) -> float:
-        return procs.cpu_with_children(self.pid) if self.pid else 0.0
+        return procs.tree_cpu(self.pid) if self.pid else 0.0
 
     def pids(self) -> list[int]:
-        return [self.pid] if self.pid else []
+        return procs.tree(self.pid) if self.pid else []
 
     def settled(self, n: int) -> bool:
         """All ``n`` recipients tried at least once."""
         return self.attempted() >= n
 
     def rss_bytes(self) -> int:
-        return procs.rss(self.pid) if self.pid else 0
+        return sum(procs.rss(p) for p in self.pids())
 
     def pss_bytes(self) -> int:
-        return procs.pss(self.pid) if self.pid else 0
+        return sum(procs.pss(p) for p in self.pids())
 
     def peak_rss_bytes(self) -> int:
-        return procs.peak_rss(self.pid) if self.pid else 0
+        return sum(procs.peak_rss(p) for p in self.pids())
 
     def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         conn = sqlite3.connect(self.db_path, timeout=30)

@@ -23,12 +23,14 @@ def py_spy() -> str | None:
 
 
 def start(pid: int, seconds: float, out: Path, rate: int = 100) -> subprocess.Popen[bytes]:
-    """Begin sampling ``pid`` for ``seconds`` (non-blocking: the target is never paused)."""
+    """Begin sampling ``pid`` and its children (helo-smtp's delivery process) for ``seconds``
+    (non-blocking: the target is never paused)."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     return subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(int(seconds) + 1),
-                             "-r", str(rate), "-f", "raw", "-o", str(out), "--nonblocking"],
+                             "-r", str(rate), "-f", "raw", "-o", str(out), "--nonblocking",
+                             "--subprocesses"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

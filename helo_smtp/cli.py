@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from helo_smtp import cli_config, devsetup, tlscert
+from helo_smtp import cli_config, deliverer, devsetup, tlscert
 from helo_smtp import store as store_mod
 from helo_smtp.cli_accounts import accounts, domains
 from helo_smtp.cli_channels import channels, credentials
@@ -263,9 +263,13 @@ def serve() -> None:
             devsetup.bootstrap(dev_store, cfg, echo=click.echo)
         finally:
             dev_store.close()
+    shared = deliverer.share_metrics() if cfg.server.delivery_process else None
     from helo_smtp import daemon
 
-    _run(daemon.serve(cfg))
+    try:
+        _run(daemon.serve(cfg))
+    finally:
+        deliverer.drop_metrics(shared)
 
 
 def _setup_logging(cfg: Any) -> None:

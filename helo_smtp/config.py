@@ -41,6 +41,8 @@ class ServerConfig:
     dev_bootstrap: bool = _s(False,
                              "dev only: create a dev account, verified domain and credential")
     shutdown_grace: float = _s(30.0, "seconds to let sessions and deliveries finish on SIGTERM")
+    delivery_process: bool = _s(True, "serve delivers from a child process of its own, so "
+                                "accepting and delivering each get a CPU core")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from helo_smtp import config as config_mod
@@ -31,11 +32,18 @@ def lifetimes(cfg: Config) -> dict[MailType, float]:
 
 
 class Relay:
-    """The whole relay in one process. ``await start()``, then ``await stop()``."""
+    """The relay's listeners, HTTP side and delivery workers on one loop. ``await start()``,
+    then ``await stop()``. ``deliver=False``: no workers (``serve`` delivers from a child
+    process, inbound tests read the queue as left); ``accept=False``: workers only (that
+    child, ``deliverer.py``)."""
 
-    def __init__(self, cfg: Config, store: Store | None = None, deliver: bool = True) -> None:
+    def __init__(self, cfg: Config, store: Store | None = None, deliver: bool = True,
+                 accept: bool = True) -> None:
         self.cfg = cfg
-        self.deliver = deliver  # False: accept only (inbound tests read the queue as left)
+        self.deliver = deliver
+        self.accept = accept
+        # Where wake-ups go when the workers live in another process (DeliveryProcess.wake).
+        self.wake_elsewhere: Callable[[MailType], None] | None = None
         self.store = store
         self._own_store = store is None
         self.ports: dict[str, int] = {}
@@ -53,24 +61,29 @@ class Relay:
 
         if self.store is None:
             self.store = Store.open(self.cfg.server.database, lifetimes(self.cfg))
+        self.store.db.bind_loop(asyncio.get_running_loop())  # writes commit on the loop
         node = node_id(self.cfg)
         released = self.store.queue.release_node(node)
         self.store.throttle.release_holder(node)  # connection slots of our previous process
         if released:
             log.info("event=leases_released count=%d node=%s", released, node)
         resolver = MXResolver(self.cfg.dns)
+        if not self.deliver:  # no worker here reads the just-committed bytes: keep none
+            self.store.queue.recent.budget = 0
         if self.deliver:
             for mt in MailType:
                 self.workers[mt] = Worker(mt, self.cfg, self.store, resolver, node)
-        self.inbound = InboundServer(self.cfg, self.store, self.wake)
-        self.ports = await self.inbound.start()
+        if self.accept:
+            self.inbound = InboundServer(self.cfg, self.store, self.wake)
+            self.ports = await self.inbound.start()
         self._tasks = [asyncio.create_task(w.run(), name=f"worker-{mt}")
                        for mt, w in self.workers.items()]
         if self.workers:  # several nodes on PostgreSQL: their enqueues wake our workers too
             self._tasks.append(asyncio.create_task(self.store.queue.listen(self.wake),
                                                    name="queue-notify"))
-        await self._start_http()
-        metrics.register_queue(self.store.queue.depth_by_type)
+        if self.accept:
+            await self._start_http()
+            metrics.register_queue(self.store.queue.depth_by_type)
 
     async def _start_http(self) -> None:
         if not self.cfg.http.listen:
@@ -83,6 +96,8 @@ class Relay:
         self.http_port = await self.http.start()
 
     def wake(self, mail_type: MailType) -> None:
+        if self.wake_elsewhere is not None:
+            self.wake_elsewhere(mail_type)
         worker = self.workers.get(mail_type)
         if worker is not None:
             worker.wake()
@@ -118,6 +133,7 @@ class Relay:
             await self.http.stop()
         if self.store is not None:
             metrics.unregister_queue(self.store.queue.depth_by_type)
+            self.store.db.unbind_loop()
         if self._own_store and self.store is not None:
             self.store.close()
         self.stopped.set()
@@ -130,8 +146,7 @@ async def serve(cfg: Config) -> None:
     # Over RLIMIT_FSIZE a write must fail with EFBIG (the store answers 452 4.3.1), not kill
     # the relay with SIGXFSZ. CPython ignores it at start already; say so where it matters.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    relay = Relay(cfg)
-    await relay.start()
+    relay, child = await _start(cfg)
     # Everything built so far (modules, config, caches) lives as long as the process: move it
     # out of the collector's generations so a full collection scans only what sessions and
     # deliveries allocate, and a GC pause never stalls the loop for tens of milliseconds.
@@ -141,7 +156,7 @@ async def serve(cfg: Config) -> None:
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
-    loop.add_signal_handler(signal.SIGHUP, relay.reload)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay, child))
     sdnotify.ready(relay)
     watchdog = asyncio.create_task(sdnotify.watchdog_loop(relay))
     ports = ",".join(f"{name}:{port}" for name, port in relay.ports.items())
@@ -150,5 +165,31 @@ async def serve(cfg: Config) -> None:
     sdnotify.notify("STOPPING=1")
     log.info("event=stopping")
     watchdog.cancel()
-    await relay.stop()
+    if child is None:
+        await relay.stop()
+    else:  # both sides drain at once, as the workers and listeners do in one process
+        await asyncio.gather(relay.stop(), child.stop(cfg.server.shutdown_grace))
     log.info("event=stopped")
+
+
+async def _start(cfg: Config) -> tuple[Relay, Any]:
+    """The relay, and with ``server.delivery_process`` its delivery child (started after the
+    parent has opened and migrated the store)."""
+    if not cfg.server.delivery_process:
+        relay = Relay(cfg)
+        await relay.start()
+        return relay, None
+    from helo_smtp.deliverer import DeliveryProcess
+
+    relay = Relay(cfg, deliver=False)
+    child = DeliveryProcess(cfg)
+    relay.wake_elsewhere = child.wake
+    await relay.start()
+    await child.start()
+    return relay, child
+
+
+def _reload(relay: Relay, child: Any) -> None:
+    relay.reload()
+    if child is not None:
+        child.reload()

@@ -1,18 +1,23 @@
 """Prometheus metrics (prometheus-client), served at ``/metrics`` by the HTTP side.
 
-Module-level instruments on the default registry: one relay per process. Queue depth and oldest
-age are read from the store when scraped (``QueueCollector``), so they are never stale.
+Module-level instruments on the default registry. Under ``helo-smtp serve`` the delivery
+workers run in a child process (``deliverer.py``): both processes then record into
+prometheus-client's multiprocess directory and ``/metrics`` sums them (``scrape_registry``).
+Queue depth and oldest age are read from the store when scraped (``QueueCollector``), so they
+are never stale.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
 MESSAGES_ACCEPTED = Counter("helo_messages_accepted", "Messages accepted (250) by mail type",
@@ -29,7 +34,7 @@ DELIVERY_LATENCY = Histogram(
     "helo_delivery_latency_seconds", "Accept-to-delivered time per recipient", ["mail_type"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400))
 CONNECTIONS_ACTIVE = Gauge("helo_connections_active", "Open SMTP connections",
-                           ["direction"])
+                           ["direction"], multiprocess_mode="livesum")
 AUTH_FAILURES = Counter("helo_auth_failures", "Failed SMTP AUTH attempts", ["reason"])
 DNS_FAILURES = Counter("helo_dns_failures", "DNS lookups that failed", ["kind"])
 ENGAGEMENT = Counter("helo_engagement",
@@ -81,3 +86,17 @@ def unregister_queue(stats: Any) -> None:
     if _collector is not None and _collector._stats == stats:
         REGISTRY.unregister(_collector)
         _collector = None
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What ``/metrics`` renders: the default registry in one process; with the delivery
+    process, every process's values summed from the shared directory, plus this process's
+    resource use and the queue gauges."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    ProcessCollector(registry=registry)
+    if _collector is not None:
+        registry.register(_collector)
+    return registry

@@ -22,7 +22,7 @@ import logging
 from urllib.parse import quote
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from helo_smtp import metrics, tracking
 from helo_smtp.config import Config
@@ -119,7 +119,7 @@ class Routes:
                             headers=NO_STORE)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(REGISTRY)
+        body = generate_latest(metrics.scrape_registry())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -51,14 +51,14 @@ def test_max_page_count_full_is_452_nothing_half_stored_then_passes(relay_factor
     s = session(relay, client_ctx)
     accepted(send(s, t.sender, ["first@example.test"], message()))
     before = _stored(relay.store)
-    pages = relay.store.db.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    relay.store.db.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    pages = relay.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    relay.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
     keyed = message(body=BIG_BODY, headers={"X-Helo-Idempotency-Key": "disk-full-1"})
     for _ in range(3):  # the same session, again and again: always the same transient reply
         reply = send(s, t.sender, ["big@example.test"], keyed)
         assert reply == CATALOG["insufficient_storage"].line()
     assert _stored(relay.store) == before  # no message, recipient, event or key half-written
-    relay.store.db.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+    relay.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
     mid = accepted(send(s, t.sender, ["big@example.test"], keyed))
     assert relay.store.queue.message_raw(mid).count(b"x" * 76) == 8000
     assert _stored(relay.store)[0] == before[0] + 1  # a new message: the key was not kept
@@ -85,6 +85,13 @@ def _ignores(pid: int, sig: int) -> bool:
     raise AssertionError("no SigIgn line")
 
 
+def _relay_pids(pid: int) -> list[int]:
+    """``pid`` and its children (``/proc/PID/task/*/children``)."""
+    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+            for k in (t / "children").read_text().split()]
+    return [pid, *kids]
+
+
 def _limited_serve(path: Path, cwd: Path, limit: int) -> ServeProcess:
     """``helo-smtp serve`` with a soft RLIMIT_FSIZE of ``limit`` (``prlimit`` may raise it)."""
     def preexec() -> None:
@@ -109,9 +116,11 @@ def test_rlimit_fsize_relay_answers_452_survives_and_recovers(tmp_path, dns_serv
     limit = max(f.stat().st_size for f in files if f.exists()) + 256 * 1024
     proc = _limited_serve(path, tmp_path, limit)
     try:
-        pid = proc.proc.pid
-        assert resource.prlimit(pid, resource.RLIMIT_FSIZE)[0] == limit
-        assert _ignores(pid, signal.SIGXFSZ)  # EFBIG instead of death by SIGXFSZ
+        pids = _relay_pids(proc.proc.pid)  # serve and its delivery process
+        assert len(pids) == 2
+        for pid in pids:
+            assert resource.prlimit(pid, resource.RLIMIT_FSIZE)[0] == limit
+            assert _ignores(pid, signal.SIGXFSZ)  # EFBIG instead of death by SIGXFSZ
         s = session(SimpleNamespace(ports=proc.ports, tenant=tenant), client_ctx)
         accepted(send(s, tenant.sender, ["small@example.test"], message()))
         big = message(body=BIG_BODY)
@@ -119,8 +128,9 @@ def test_rlimit_fsize_relay_answers_452_survives_and_recovers(tmp_path, dns_serv
             assert send(s, tenant.sender, ["big@example.test"], big) in NO_ROOM
         assert proc.proc.poll() is None  # still running
         assert max(f.stat().st_size for f in files if f.exists()) <= limit
-        resource.prlimit(pid, resource.RLIMIT_FSIZE,
-                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        for pid in pids:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE,
+                             (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         mid = accepted(send(s, tenant.sender, ["big@example.test"], big))
         s.quit()
         # the delivery worker lived through the full disk (its claims failed meanwhile)

@@ -1,0 +1,221 @@
+"""The delivery process: ``helo-smtp serve`` delivers from a child process of its own.
+
+Why: a Python process runs Python on one core at a time (the GIL). In one process, taking
+mail in (TLS, SMTP parsing, the rules, the commit) and sending it out (MX sessions, DKIM
+signing, recording outcomes) share that one core; in the benchmarks the relay sat at 100 % of a
+core while the machine's second core idled. Split, the listeners keep the parent's core and
+the two delivery workers get another (``server.delivery_process``, on by default).
+
+The two processes share only the store (SQLite in WAL mode takes writers from several
+processes, as it does for the CLI; PostgreSQL nodes already share it) and three small things:
+
+* **Wake-ups.** The parent writes one byte per enqueue (``t`` transactional, ``b`` broadcast)
+  into a pipe the child reads, so new mail is claimed at once, not at the next poll. A full pipe
+  drops the byte: the child has wake-ups pending already. End of file on the pipe means the
+  parent is gone, and the child drains and exits.
+* **Signals.** SIGHUP reaches the child through the parent; SIGTERM from systemd reaches both
+  (the whole cgroup), and each drains its side.
+* **Metrics.** Both processes record into prometheus-client's multiprocess directory
+  (``share_metrics``); the parent's ``/metrics`` adds them up.
+
+The parent restarts a child that dies (one line ``event=delivery_process_exited``, then a
+back-off of 1 s doubling to 30 s); leases the dead child held go back to the queue when the new
+one starts (``Relay.start`` releases this node's leases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from helo_smtp.models import MailType
+
+log = logging.getLogger("helo_smtp.daemon")
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it when first imported
+WAKE_CODES = {MailType.TRANSACTIONAL: b"t", MailType.BROADCAST: b"b"}
+RESTART_MIN, RESTART_MAX = 1.0, 30.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def share_metrics() -> str | None:
+    """Point prometheus-client at a fresh multiprocess directory that the child inherits.
+
+    Must run before prometheus-client is imported (``helo_smtp.metrics`` does), since it
+    chooses where values live then; returns the directory, or None if that is too late."""
+    if "prometheus_client" in sys.modules:
+        log.warning("event=metrics_not_shared msg=prometheus_client already imported; the "
+                    "delivery process's metrics will be missing from /metrics")
+        return None
+    path = tempfile.mkdtemp(prefix="helo-smtp-metrics-")
+    os.environ[METRICS_ENV] = path
+    return path
+
+
+def drop_metrics(path: str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class DeliveryProcess:
+    """The parent's handle on the delivery child: start, wake, reload, stop, restart."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self._rfd, self._wfd = os.pipe()
+        os.set_blocking(self._wfd, False)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._task = asyncio.create_task(self._supervise(), name="delivery-process")
+
+    async def _spawn(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "helo_smtp.deliverer", str(self.cfg.source), str(self._rfd),
+            str(os.getpid()), pass_fds=(self._rfd,))
+        log.info("event=delivery_process_started pid=%d", self._proc.pid)
+
+    async def _supervise(self) -> None:
+        delay = RESTART_MIN
+        while True:
+            assert self._proc is not None
+            code = await self._proc.wait()
+            _forget_metrics(self._proc.pid)
+            if self._stopping:
+                return
+            log.error("event=delivery_process_exited pid=%d code=%s restart_in=%.0fs",
+                      self._proc.pid, code, delay)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            await self._spawn()
+            delay = min(delay * 2, RESTART_MAX)
+
+    def wake(self, mail_type: MailType) -> None:
+        """Tell the child there is new work of this type (never blocks)."""
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self._wfd, WAKE_CODES[mail_type])
+
+    def reload(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGHUP)
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM the child and wait while it drains; SIGKILL it if it outlasts the grace."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), grace + 10)
+            except TimeoutError:
+                log.error("event=delivery_process_killed pid=%d", proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for fd in (self._rfd, self._wfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _forget_metrics(pid: int) -> None:
+    """A dead process's live gauges (open connections) stop counting (prometheus-client)."""
+    if os.environ.get(METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+# ---- the child -----------------------------------------------------------------------------
+async def run_child(cfg: Any, wake_fd: int) -> None:
+    """The delivery child: both workers, no listeners, until SIGTERM or the parent's exit."""
+    import gc
+
+    from helo_smtp.daemon import Relay
+
+    relay = Relay(cfg, accept=False)
+    await relay.start()
+    gc.collect()
+    gc.freeze()  # as in serve(): start-up objects leave the collector's generations
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def on_wake() -> None:
+        try:
+            data = os.read(wake_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:  # the parent closed its end: it is gone
+            loop.remove_reader(wake_fd)
+            done.set()
+            return
+        for mt, code in WAKE_CODES.items():
+            if code in data:
+                relay.wake(mt)
+
+    os.set_blocking(wake_fd, False)
+    loop.add_reader(wake_fd, on_wake)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    loop.add_signal_handler(signal.SIGHUP, relay.reload)
+    log.info("event=delivery_started pid=%d", os.getpid())
+    await done.wait()
+    await relay.stop()
+    log.info("event=delivery_stopped pid=%d", os.getpid())
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """On Linux, SIGKILL this process when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
+
+    A parent killed outright (OOM killer, ``kill -9``) may be restarted at once, and the new
+    one's child releases this node's leases: an orphan still finishing deliveries would then
+    race it and send some twice. Dying with the parent keeps one-process semantics: a
+    delivery cut short is retried, as after any crash. Elsewhere the end of the wake pipe
+    still stops the orphan, after its drain."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if parent is not None and os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    """``python -m helo_smtp.deliverer CONFIG WAKE_FD PARENT_PID`` (``DeliveryProcess``)."""
+    # Until the loop's handler is in place a reload has nothing to do: this process is reading
+    # the config afresh anyway. (Python's default for SIGHUP would end it.)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _die_with_parent(int(argv[3]) if len(argv) > 3 else None)
+    from helo_smtp import config as config_mod
+    from helo_smtp.cli import _run, _setup_logging
+
+    cfg = config_mod.load(argv[1])
+    _setup_logging(cfg)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as serve(): EFBIG, not death
+    _run(run_child(cfg, int(argv[2])))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
