@@ -68,8 +68,6 @@ class Relay:
         if released:
             log.info("event=leases_released count=%d node=%s", released, node)
         resolver = MXResolver(self.cfg.dns)
-        if not self.deliver:  # no worker here reads the just-committed bytes: keep none
-            self.store.queue.recent.budget = 0
         if self.deliver:
             for mt in MailType:
                 self.workers[mt] = Worker(mt, self.cfg, self.store, resolver, node)
@@ -179,12 +177,14 @@ async def _start(cfg: Config) -> tuple[Relay, Any]:
         relay = Relay(cfg)
         await relay.start()
         return relay, None
-    from helo_smtp.deliverer import DeliveryProcess
+    from helo_smtp.deliverer import DeliveryProcess, HandOver
 
     relay = Relay(cfg, deliver=False)
     child = DeliveryProcess(cfg)
     relay.wake_elsewhere = child.wake
     await relay.start()
+    assert relay.store is not None
+    relay.store.queue.recent = HandOver(child)  # just-committed bytes go to the deliverer
     await child.start()
     return relay, child
 

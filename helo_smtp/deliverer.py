@@ -9,10 +9,14 @@ the two delivery workers get another (``server.delivery_process``, on by default
 The two processes share only the store (SQLite in WAL mode takes writers from several
 processes, as it does for the CLI; PostgreSQL nodes already share it) and three small things:
 
-* **Wake-ups.** The parent writes one byte per enqueue (``t`` transactional, ``b`` broadcast)
-  into a pipe the child reads, so new mail is claimed at once, not at the next poll. A full pipe
-  drops the byte: the child has wake-ups pending already. End of file on the pipe means the
-  parent is gone, and the child drains and exits.
+* **A channel** (a ``SOCK_SEQPACKET`` socket pair: whole messages, and end of file when the
+  other side is gone). Per enqueue the parent sends the message just committed (pickled; at
+  most ``HANDOVER_BYTES``), which the child keeps in its ``store/recent.py`` cache so the first
+  delivery need not read it back from SQLite, then one byte (``t`` transactional,
+  ``b`` broadcast) that wakes the worker, so new mail is claimed at once, not at the next poll.
+  Nothing on it is needed for correctness: a full channel drops what does not fit (the child
+  reads the store, and has wake-ups pending already). End of file means the parent is gone,
+  and the child drains and exits.
 * **Signals.** SIGHUP reaches the child through the parent; SIGTERM from systemd reaches both
   (the whole cgroup), and each drains its side.
 * **Metrics.** Both processes record into prometheus-client's multiprocess directory
@@ -29,8 +33,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from typing import Any
@@ -41,6 +47,10 @@ log = logging.getLogger("helo_smtp.daemon")
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it when first imported
 WAKE_CODES = {MailType.TRANSACTIONAL: b"t", MailType.BROADCAST: b"b"}
+HANDOVER = b"m"  # then a pickled StoredMessage (parent to its own child: trusted bytes)
+HANDOVER_BYTES = 64 * 1024  # larger messages the child reads from the store
+CHANNEL_BUFFER = 4 << 20  # bytes in flight before hand-overs are dropped
+RECV_BYTES = HANDOVER_BYTES + 16 * 1024  # a hand-over's pickle: raw plus the other fields
 RESTART_MIN, RESTART_MAX = 1.0, 30.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -65,12 +75,14 @@ def drop_metrics(path: str | None) -> None:
 
 
 class DeliveryProcess:
-    """The parent's handle on the delivery child: start, wake, reload, stop, restart."""
+    """The parent's handle on the delivery child: start, wake, hand over, reload, stop,
+    restart."""
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        self._rfd, self._wfd = os.pipe()
-        os.set_blocking(self._wfd, False)
+        self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._ours.setblocking(False)
+        self._ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BUFFER)
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -84,9 +96,10 @@ class DeliveryProcess:
         self._task = asyncio.create_task(self._supervise(), name="delivery-process")
 
     async def _spawn(self) -> None:
+        fd = self._theirs.fileno()
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "helo_smtp.deliverer", str(self.cfg.source), str(self._rfd),
-            str(os.getpid()), pass_fds=(self._rfd,))
+            sys.executable, "-m", "helo_smtp.deliverer", str(self.cfg.source), str(fd),
+            str(os.getpid()), pass_fds=(fd,))
         log.info("event=delivery_process_started pid=%d", self._proc.pid)
 
     async def _supervise(self) -> None:
@@ -105,10 +118,18 @@ class DeliveryProcess:
             await self._spawn()
             delay = min(delay * 2, RESTART_MAX)
 
+    def _send(self, data: bytes) -> None:
+        with contextlib.suppress(BlockingIOError, ConnectionError, OSError):
+            self._ours.send(data)
+
     def wake(self, mail_type: MailType) -> None:
         """Tell the child there is new work of this type (never blocks)."""
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self._wfd, WAKE_CODES[mail_type])
+        self._send(WAKE_CODES[mail_type])
+
+    def hand_over(self, msg: Any) -> None:
+        """Give the child a message just committed, for its first delivery (best effort)."""
+        if len(msg.raw) <= HANDOVER_BYTES:
+            self._send(HANDOVER + pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
 
     def reload(self) -> None:
         if self._proc is not None and self._proc.returncode is None:
@@ -132,9 +153,22 @@ class DeliveryProcess:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for fd in (self._rfd, self._wfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._ours.close()
+        self._theirs.close()
+
+
+class HandOver:
+    """The parent's ``queue.recent``: what it commits goes to the child's cache, not its own
+    (no worker in the parent would read it)."""
+
+    def __init__(self, child: DeliveryProcess) -> None:
+        self.add = child.hand_over
+
+    def get(self, message_id: str) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _forget_metrics(pid: int) -> None:
@@ -146,7 +180,7 @@ def _forget_metrics(pid: int) -> None:
 
 
 # ---- the child -----------------------------------------------------------------------------
-async def run_child(cfg: Any, wake_fd: int) -> None:
+async def run_child(cfg: Any, channel_fd: int) -> None:
     """The delivery child: both workers, no listeners, until SIGTERM or the parent's exit."""
     import gc
 
@@ -158,29 +192,40 @@ async def run_child(cfg: Any, wake_fd: int) -> None:
     gc.freeze()  # as in serve(): start-up objects leave the collector's generations
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
+    channel = socket.socket(fileno=channel_fd)
+    channel.setblocking(False)
 
-    def on_wake() -> None:
-        try:
-            data = os.read(wake_fd, 4096)
-        except BlockingIOError:
-            return
-        if not data:  # the parent closed its end: it is gone
-            loop.remove_reader(wake_fd)
-            done.set()
-            return
-        for mt, code in WAKE_CODES.items():
-            if code in data:
-                relay.wake(mt)
+    def on_readable() -> None:
+        while True:
+            try:
+                data = channel.recv(RECV_BYTES)
+            except BlockingIOError:
+                return
+            if not data:  # the parent's end is closed: it is gone
+                loop.remove_reader(channel_fd)
+                done.set()
+                return
+            _receive(relay, data)
 
-    os.set_blocking(wake_fd, False)
-    loop.add_reader(wake_fd, on_wake)
+    loop.add_reader(channel_fd, on_readable)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     loop.add_signal_handler(signal.SIGHUP, relay.reload)
     log.info("event=delivery_started pid=%d", os.getpid())
     await done.wait()
+    loop.remove_reader(channel_fd)
     await relay.stop()
+    channel.close()
     log.info("event=delivery_stopped pid=%d", os.getpid())
+
+
+def _receive(relay: Any, data: bytes) -> None:
+    if data.startswith(HANDOVER):
+        relay.store.queue.recent.add(pickle.loads(data[len(HANDOVER):]))
+        return
+    for mt, code in WAKE_CODES.items():
+        if data == code:
+            relay.wake(mt)
 
 
 def _die_with_parent(parent: int | None) -> None:
@@ -189,7 +234,7 @@ def _die_with_parent(parent: int | None) -> None:
     A parent killed outright (OOM killer, ``kill -9``) may be restarted at once, and the new
     one's child releases this node's leases: an orphan still finishing deliveries would then
     race it and send some twice. Dying with the parent keeps one-process semantics: a
-    delivery cut short is retried, as after any crash. Elsewhere the end of the wake pipe
+    delivery cut short is retried, as after any crash. Elsewhere the end of the channel
     still stops the orphan, after its drain."""
     try:
         import ctypes
@@ -203,7 +248,7 @@ def _die_with_parent(parent: int | None) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m helo_smtp.deliverer CONFIG WAKE_FD PARENT_PID`` (``DeliveryProcess``)."""
+    """``python -m helo_smtp.deliverer CONFIG CHANNEL_FD PARENT_PID`` (``DeliveryProcess``)."""
     # Until the loop's handler is in place a reload has nothing to do: this process is reading
     # the config afresh anyway. (Python's default for SIGHUP would end it.)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -40,6 +40,9 @@ DNS_FAILURES = Counter("helo_dns_failures", "DNS lookups that failed", ["kind"])
 ENGAGEMENT = Counter("helo_engagement",
                      "Unique opens, clicks and unsubscribes recorded (first per recipient)",
                      ["kind"])
+MESSAGE_LOADS = Counter("helo_message_loads",
+                        "Message bodies loaded for delivery: from memory (just committed) "
+                        "or read back from the store", ["source"])
 PACING_SLOWDOWNS = Counter("helo_pacing_slowdowns",
                            "Adaptive slowdowns started after rate-limit replies", ["pool"])
 

@@ -14,6 +14,9 @@ pure-Python big-number code (about 6 ms per 1024-bit signature here, holding the
 largest single cost of a delivery in the benchmarks) and offers no hook for another signer but
 its module-level ``RSASSA_PKCS1_v1_5_sign``, which we replace. PKCS#1 v1.5 signatures are
 deterministic (RFC 8017 §8.2), so the bytes are identical to dkimpy's own: a test checks that.
+Two more of dkimpy's module functions are swapped for faster equivalents below (the key parse,
+cached; the whitespace compression of relaxed canonicalization), each checked against the
+original by a test.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import dkim
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from dkim import canonicalization
 
 from helo_smtp.models import Domain, address_domain
 
@@ -66,6 +70,23 @@ dkim.RSASSA_PKCS1_v1_5_sign = openssl_sign
 # the cost of signing a 4 KiB message. A domain's key is the same bytes from one message to
 # the next, so parse each once. The parsed dict is only read (by ``openssl_sign``).
 dkim.parse_pem_private_key = functools.lru_cache(maxsize=1024)(dkim.parse_pem_private_key)
+
+# Relaxed canonicalization (RFC 6376 §3.4.4) turns every run of spaces and tabs into one space.
+# dkimpy's ``re.sub(b"[\t ]+", b" ", ...)`` runs the regex engine over the whole body and
+# "replaces" each lone space by itself; two bytes.replace passes in C give the same bytes at
+# a tenth of the cost.
+_DKIMPY_COMPRESS = canonicalization.compress_whitespace
+
+
+def compress_whitespace(content: bytes) -> bytes:
+    """dkimpy's ``compress_whitespace``: every run of spaces and tabs becomes one space."""
+    content = content.replace(b"\t", b" ")
+    while b"  " in content:  # each pass halves every run
+        content = content.replace(b"  ", b" ")
+    return content
+
+
+canonicalization.compress_whitespace = compress_whitespace
 
 
 def from_domain(raw: bytes) -> str:

@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.errors import StoreError
 from helo_smtp.models import (
@@ -372,6 +373,8 @@ class Worker:
     def _load(self, message_id: str) -> tuple[StoredMessage | None, bytes | None]:
         """(message, its signed bytes when every recipient gets the same copy), in one trip
         to a worker thread: reading the blob and signing both stay off the loop."""
+        in_memory = self.store.queue.recent.get(message_id) is not None
+        metrics.MESSAGE_LOADS.labels("memory" if in_memory else "store").inc()
         msg = self.store.queue.load_message(message_id)
         if msg is None or self._per_recipient(msg):
             return msg, None

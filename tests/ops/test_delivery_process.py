@@ -67,6 +67,9 @@ def test_the_child_delivers_and_metrics_add_up_both_processes(serve, sinks, clie
     text = wait_for(counted, 10, what="the child's delivery counted in the parent's /metrics")
     assert sample(text, "helo_delivery_attempts_total", outcome="delivered") == 1
     assert sample(text, "helo_messages_accepted_total", mail_type="transactional") == 1
+    # The parent handed the committed bytes over: the child did not read them back.
+    assert sample(text, "helo_message_loads_total", source="memory") == 1
+    assert sample(text, "helo_message_loads_total", source="store") == 0
     assert 'helo_queue_depth{mail_type="transactional"} 0.0' in text
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0, proc.output
@@ -108,6 +111,18 @@ def test_sighup_reaches_the_child_and_a_dead_parent_takes_it_along(serve):
     wait_for(lambda: not Path(f"/proc/{child}").exists() or
              Path(f"/proc/{child}/stat").read_text().split()[2] == "Z", 5,
              what="the orphaned delivery process exiting")
+
+
+def test_a_message_too_big_to_hand_over_is_read_from_the_store(serve, sinks, client_ctx):
+    proc, _path, tenant = serve()
+    proc.wait_ready()
+    big = message(tenant, "big")
+    big.set_content("x" * 70 + "\n" * 1 + ("y" * 76 + "\n") * 1000)  # ~77 KiB > 64 KiB
+    submit(proc.ports["submission"], client_ctx, tenant, big)
+    wait_for(lambda: delivered(sinks[0], "big"), 15, what="delivery of the big message")
+    text = metrics(proc)
+    assert sample(text, "helo_message_loads_total", source="store") == 1
+    assert sample(text, "helo_message_loads_total", source="memory") == 0
 
 
 def test_delivery_process_off_is_one_process(serve, sinks, client_ctx):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dkim
+from dkim import canonicalization
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helo_smtp import keys
 from helo_smtp.models import Domain
@@ -52,3 +55,15 @@ def test_openssl_signature_is_byte_identical_and_verifies(monkeypatch):
 
 def test_the_relay_signs_with_openssl():
     assert dkim.RSASSA_PKCS1_v1_5_sign is dkim_mod.openssl_sign
+
+
+@given(st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"a", b"\xc3\xa9", b"  \t "]), max_size=60))
+def test_whitespace_compression_is_dkimpys_byte_for_byte(parts):
+    text = b"".join(parts)
+    assert dkim_mod.compress_whitespace(text) == dkim_mod._DKIMPY_COMPRESS(text)
+
+
+def test_relaxed_canonicalization_uses_the_fast_compression():
+    assert canonicalization.compress_whitespace is dkim_mod.compress_whitespace
+    body = b"a  b\t\tc \t d e\r\n\t x \r\n\r\n"
+    assert canonicalization.Relaxed.canonicalize_body(body) == b"a b c d e\r\n x\r\n"
