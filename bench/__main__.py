@@ -65,6 +65,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queue-into", default="",
                    help="run only the queue-scaling part and store it in this results file"
                         " (the rest of the file is kept; the docs say when each part ran)")
+    p.add_argument("--profile-into", default="",
+                   help="run only the py-spy sampling of helo-smtp (one run per mode) and store"
+                        " it in this results file (the rest of the file is kept)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--idle-seconds", type=float, default=3.0,
                    help="how long to watch the idle machine before and after the run")
@@ -220,6 +223,23 @@ def _queue_into(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _profile_into(args: argparse.Namespace) -> dict[str, Any]:
+    """Re-sample where helo-smtp spends its time into an existing results file."""
+    result = json.loads(Path(args.profile_into).read_text())
+    env = Env(Layout(), keep=args.keep).start()
+    try:
+        sink = env.track(CSink(env.layout.tx_ip, env.sink_port).start())
+        relay = env.helo("helo-tput")
+        result["throughput"]["profile"] = _profile(relay, sink, env, args)
+        relay.stop()
+        sink.stop()
+    finally:
+        env.close()
+    result["profile_at"] = time.time()
+    args.out = args.profile_into
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.report_from:
@@ -227,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out = args.report_from
     elif args.queue_into:
         result = _queue_into(args)
+    elif args.profile_into:
+        result = _profile_into(args)
     else:
         result = run(args)
     out = Path(args.out)

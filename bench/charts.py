@@ -87,7 +87,7 @@ def _isolation(result: dict[str, Any], path: Path) -> Path:
     lat.set_title("Transactional probes (1/s) while the broadcast backlog fills and drains")
     lat.legend(fontsize=8)
     lat.grid(alpha=0.3)
-    mem.set_ylabel("MiB (helo-smtp: RSS; Postfix: sum of PSS)")
+    mem.set_ylabel("MiB (helo-smtp: sum of RSS; Postfix: sum of PSS)")
     mem.set_xlabel("seconds since the fill started (dotted: fill done)")
     mem.set_title("Relay memory while the backlog is accepted (destination answers 451)")
     mem.legend(fontsize=8)

@@ -110,7 +110,9 @@ def _iso_targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         out = [(TARGETS[3], secs(p99), p99 < 1.0)]
     mem = result.get("helo_memory")
     if mem:
-        rss = mem["peak_rss"] / 1e6
+        # the larger of the bulk-filled run and the isolation run's fill through SMTP
+        peaks = [mem["peak_rss"]] + ([iso["memory"]["peak_rss"]] if iso else [])
+        rss = max(peaks) / 1e6
         return [*out, (TARGETS[4].replace("100k", f"{mem['messages']:,}"), f"{rss:.0f} MB",
                        rss < 250)]
     return [*out, (TARGETS[4], "not run", None)]

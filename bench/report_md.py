@@ -48,9 +48,12 @@ SETUP = """\
   Postfix's default: it fsyncs each queue file before its 250, delivers up to 20 messages at
   once per destination, has one active queue of 20,000 messages. The system's `/etc/postfix`
   and port 25 are never touched; each instance is stopped with `postfix -c DIR stop`.
-* **helo-smtp** (`bench/helo.py`): `helo-smtp serve --config <generated toml>` in its own
-  process; the tenant (account, verified domain with a 2048-bit DKIM key, channel, credential) is
-  made with the store API. SQLite with `synchronous=FULL`: every 250 waits for its own COMMIT.
+* **helo-smtp** (`bench/helo.py`): `helo-smtp serve --config <generated toml>`, two processes
+  (the listeners, and the delivery child it starts); CPU and memory figures count both. The
+  tenant (account, verified domain with a 2048-bit DKIM key, channel, credential) is made with
+  the store API. SQLite in WAL mode: every 250 waits until an `fdatasync` of the WAL covers its
+  COMMIT (the relay's writes run on its event loop with `synchronous=NORMAL` and that explicit
+  fsync after, which is `FULL`'s guarantee, `docs/decisions.md`).
   Direct MX delivery through the test suite's LocalDNS (`tests/support/localdns.py`, in the
   harness process), MX records pointing at the sinks' 127.0.0.x addresses, `[delivery] port`
   set to the sinks' port. Defaults otherwise, except the broadcast pool, set like Postfix for the

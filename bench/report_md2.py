@@ -76,8 +76,9 @@ def memory(result: dict[str, Any]) -> str:
     rows += [f"**Both relays, {n:,} messages through SMTP** (the isolation run's fill).",
             "",
             f"Sampled every 0.5 s from the start of the fill until all {n:,} messages had been "
-            "tried once and deferred (the destination answering 451). helo-smtp is one process: "
-            "its RSS (and the kernel's high-water mark, VmHWM). Postfix is a process per job: "
+            "tried once and deferred (the destination answering 451). helo-smtp is two processes "
+            "(listeners, delivery): the sum of their RSS (and of the kernel's high-water marks, "
+            "VmHWM; shared pages counted twice). Postfix is a process per job: "
             "the sum of their proportional set sizes (shared pages split among the sharers).", "",
             "| relay | peak | at the end | high-water mark | still queued |",
             "|---|---|---|---|---|"]
@@ -124,18 +125,37 @@ def profile(result: dict[str, Any]) -> str:
     if not prof:
         return ""
     rows = ["## Where helo-smtp spends its time", "",
-            "py-spy (`record --nonblocking -r 100 -f raw`) on the helo-smtp process during one "
-            "extra accept run per mode (not one of the measured rounds). Self = the innermost "
+            "py-spy (`record --nonblocking --subprocesses -r 100 -f raw`) on both helo-smtp "
+            "processes during one extra accept run per mode (not one of the measured rounds). "
+            "Self = the innermost "
             "frame (native time, e.g. a syscall or OpenSSL, counts to the Python frame that "
             "called it); inclusive = anywhere on the stack, thread/event-loop/click plumbing "
-            "left out. % of all samples of busy threads.", profile_tables(prof)]
+            "left out. % of all samples of busy threads. Two self-time rows are waiting, "
+            "not work: `_worker (concurrent/futures/thread.py)` is a pool thread waiting for "
+            "a job, and `Runner.run` is uvloop's C loop, mostly its `epoll_wait` (py-spy's "
+            "non-blocking mode cannot always tell a waiting thread from a running one)."
+            + _profile_when(result),
+            profile_tables(prof)]
     return "\n".join(rows) + "\n"
+
+
+IDLE_FRAMES = ("_worker (concurrent/futures/thread.py)", "Runner.run (asyncio/runners.py)")
+
+
+def _profile_when(result: dict[str, Any]) -> str:
+    at = result.get("profile_at")
+    if not at:
+        return ""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    return f" Sampled in a run of its own (`--profile-into`), {when}."
 
 
 def profile_tables(prof: dict[str, Any]) -> str:
     rows: list[str] = []
     for mode, p in prof.items():
-        rows += ["", f"**{mode.replace('_', ' ')}** ({p['samples']} samples, "
+        child = p.get("delivery_process_pct")
+        where = f", {child:.0f} % of them in the delivery process" if child is not None else ""
+        rows += ["", f"**{mode.replace('_', ' ')}** ({p['samples']} samples{where}, "
                  f"{p['accept_rate']:.0f} msg/s during the sampling)", "",
                  "| self % | function | | inclusive % | function |", "|---|---|---|---|---|"]
         for (sf, sp), (inf, ip) in zip(p["self"], p["inclusive"], strict=False):
@@ -215,9 +235,10 @@ def _isolation_reading(iso: dict[str, Any]) -> str:
             f"backlog drained, {secs(hd['p99'])} and {secs(pd['p99'])} (p50 {secs(hd['p50'])} "
             f"and {secs(pd['p50'])}). ")
     if (h["p99"] or 0) > (hd["p99"] or 0):
-        text += ("helo-smtp accepts, signs and delivers in one process, so inbound load "
-                 "delays its transactional worker too; its separate queue shows once the "
-                 "inbound load stops. ")
+        text += ("During the fill the load client, helo-smtp's listener process and its "
+                 "delivery process share the two cores, so the inbound load delays the "
+                 "transactional worker too; its separate queue shows once the inbound load "
+                 "stops. ")
     text += ("Postfix has one queue: its transactional mail waits among the broadcast "
              "deliveries its queue manager schedules.")
     refused = (iso["helo-smtp"]["fill"].get("errors") or {}).get("421")
@@ -242,13 +263,15 @@ def findings(result: dict[str, Any]) -> str:
     rows += _bounds(result)
     prof = (result["throughput"].get("profile") or {}).get("persistent")
     if prof:
-        top = ", ".join(f"`{f}` {p} %" for f, p in prof["self"][:3])
+        work = [(f, p) for f, p in prof["self"] if f not in IDLE_FRAMES]
+        top = ", ".join(f"`{f}` {p} %" for f, p in work[:3])
         pure = any("rsa_decrypt" in f for f, _ in prof["self"][:10])
         why = ("dkimpy's pure-Python RSA (`dkim/crypto.py: rsa_decrypt`) runs under the GIL "
                "even from `asyncio.to_thread`, so it takes its share from accepting as well"
                if pure else "the RSA step runs in OpenSSL; what remains is dkimpy's "
                "canonicalisation and hashing in Python")
-        rows.append(f"* helo-smtp's top self-time frames (persistent sessions): {top}. DKIM "
+        rows.append(f"* helo-smtp's top self-time frames (persistent sessions, waiting "
+                    f"left out; see the profile section): {top}. DKIM "
                     f"signing (`outbound/dkim.py`, inclusive) is {_dkim_share(prof):.0f} % of "
                     f"all samples: {why}.")
     w = result["throughput"].get("whatif")
