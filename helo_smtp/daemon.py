@@ -71,6 +71,8 @@ class Relay:
         if self.deliver:
             for mt in MailType:
                 self.workers[mt] = Worker(mt, self.cfg, self.store, resolver, node)
+                # alone on this loop (the delivery process): no thread hop per message
+                self.workers[mt].inline_load = not self.accept
         if self.accept:
             self.inbound = InboundServer(self.cfg, self.store, self.wake)
             self.ports = await self.inbound.start()

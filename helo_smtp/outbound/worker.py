@@ -56,6 +56,7 @@ FIRST_GUESS = 0.5  # seconds a delivery to an unknown domain is assumed to take
 MIN_BACKLOG_DELAY, MAX_BACKLOG_DELAY = 0.1, 30.0
 CLUSTER_BUSY_DELAY = 0.5  # seconds before rows refused a cluster-wide connection slot return
 DURATION_DOMAINS = 10_000  # domains whose delivery time is remembered
+INLINE_SIGN_BYTES = 64 * 1024  # larger messages are signed in a thread even when inline_load
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Worker:
     def __init__(self, mail_type: MailType, cfg: Config, store: Store, resolver: MXResolver,
                  node_id: str) -> None:
         self.mail_type = mail_type
+        self.inline_load = False  # True in the delivery process: see _load_signed
         self.cfg = cfg
         self.store = store
         self.resolver = resolver
@@ -349,7 +351,7 @@ class Worker:
         self._seconds[domain] = 0.7 * last + 0.3 * seconds
 
     async def _attempt(self, job: Job) -> dict[int, Settled]:
-        msg, signed = await asyncio.to_thread(self._load, job.message_id)
+        msg, signed = await self._load_signed(job.message_id)
         if msg is None:
             gone = local("queue", "5.3.0", "message data missing", BounceCategory.OTHER)
             return {rid: Settled(gone, Action.BOUNCE) for rid in job.ids}
@@ -370,15 +372,39 @@ class Worker:
     def _require_tls(self) -> set[str]:
         return {d.lower().rstrip(".") for d in self.cfg.delivery.require_tls_domains}
 
-    def _load(self, message_id: str) -> tuple[StoredMessage | None, bytes | None]:
-        """(message, its signed bytes when every recipient gets the same copy), in one trip
-        to a worker thread: reading the blob and signing both stay off the loop."""
-        in_memory = self.store.queue.recent.get(message_id) is not None
-        metrics.MESSAGE_LOADS.labels("memory" if in_memory else "store").inc()
-        msg = self.store.queue.load_message(message_id)
+    async def _load_signed(self, message_id: str) -> tuple[StoredMessage | None, bytes | None]:
+        """(message, its signed bytes when every recipient gets the same copy).
+
+        In one process with the listeners, both steps go to a worker thread in one hop, so
+        reading the blob and signing stay off the loop that answers clients. In the delivery
+        process (``inline_load``) nothing else shares the loop, and the hop cost more than it
+        saved (the GIL serializes the Python part of signing anyway; the benchmarks gained
+        10-20 % without it): a small message is read and signed right here; a big one, whose
+        body hash would hold the loop for milliseconds, is still signed in a thread. On
+        PostgreSQL the read is a round trip, so it never runs on the loop."""
+        if not (self.inline_load and self.store.db.reads_on_loop):
+            return await asyncio.to_thread(self._load, message_id)
+        msg = self._fetch(message_id)
         if msg is None or self._per_recipient(msg):
             return msg, None
-        return msg, self.signer.sign(msg.raw, msg.account_id, msg.sender)
+        if len(msg.raw) > INLINE_SIGN_BYTES:
+            return msg, await asyncio.to_thread(self._sign, msg)
+        return msg, self._sign(msg)
+
+    def _load(self, message_id: str) -> tuple[StoredMessage | None, bytes | None]:
+        """``_load_signed``'s two steps in the calling (worker) thread."""
+        msg = self._fetch(message_id)
+        if msg is None or self._per_recipient(msg):
+            return msg, None
+        return msg, self._sign(msg)
+
+    def _fetch(self, message_id: str) -> StoredMessage | None:
+        in_memory = self.store.queue.recent.get(message_id) is not None
+        metrics.MESSAGE_LOADS.labels("memory" if in_memory else "store").inc()
+        return self.store.queue.load_message(message_id)
+
+    def _sign(self, msg: StoredMessage) -> bytes:
+        return self.signer.sign(msg.raw, msg.account_id, msg.sender)
 
     def _per_recipient(self, msg: StoredMessage) -> bool:
         return needs_personalization(msg.mail_type, msg.track_opens, msg.track_links,
