@@ -228,7 +228,7 @@ def _receive(relay: Any, data: bytes) -> None:
             relay.wake(mt)
 
 
-def _die_with_parent(parent: int | None) -> None:
+def _die_with_parent(parent: int) -> None:
     """On Linux, SIGKILL this process when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
 
     A parent killed outright (OOM killer, ``kill -9``) may be restarted at once, and the new
@@ -243,7 +243,7 @@ def _die_with_parent(parent: int | None) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux
         return
-    if parent is not None and os.getppid() != parent:  # it died before prctl took effect
+    if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
 
 
@@ -252,7 +252,7 @@ def main(argv: list[str]) -> None:
     # Until the loop's handler is in place a reload has nothing to do: this process is reading
     # the config afresh anyway. (Python's default for SIGHUP would end it.)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    _die_with_parent(int(argv[3]) if len(argv) > 3 else None)
+    _die_with_parent(int(argv[3]))
     from helo_smtp import config as config_mod
     from helo_smtp.cli import _run, _setup_logging
 

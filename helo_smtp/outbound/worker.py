@@ -385,26 +385,24 @@ class Worker:
         if not (self.inline_load and self.store.db.reads_on_loop):
             return await asyncio.to_thread(self._load, message_id)
         msg = self._fetch(message_id)
-        if msg is None or self._per_recipient(msg):
-            return msg, None
-        if len(msg.raw) > INLINE_SIGN_BYTES:
-            return msg, await asyncio.to_thread(self._sign, msg)
-        return msg, self._sign(msg)
+        if msg is not None and len(msg.raw) > INLINE_SIGN_BYTES:
+            return await asyncio.to_thread(self._signed, msg)
+        return self._signed(msg)
 
     def _load(self, message_id: str) -> tuple[StoredMessage | None, bytes | None]:
         """``_load_signed``'s two steps in the calling (worker) thread."""
-        msg = self._fetch(message_id)
-        if msg is None or self._per_recipient(msg):
-            return msg, None
-        return msg, self._sign(msg)
+        return self._signed(self._fetch(message_id))
 
     def _fetch(self, message_id: str) -> StoredMessage | None:
-        in_memory = self.store.queue.recent.get(message_id) is not None
-        metrics.MESSAGE_LOADS.labels("memory" if in_memory else "store").inc()
-        return self.store.queue.load_message(message_id)
+        hit = self.store.queue.recent.get(message_id)
+        metrics.MESSAGE_LOADS.labels("memory" if hit is not None else "store").inc()
+        return hit if hit is not None else self.store.queue.load_message(message_id)
 
-    def _sign(self, msg: StoredMessage) -> bytes:
-        return self.signer.sign(msg.raw, msg.account_id, msg.sender)
+    def _signed(self, msg: StoredMessage | None) -> tuple[StoredMessage | None, bytes | None]:
+        """(msg, its signed bytes), or no bytes when each recipient gets its own copy."""
+        if msg is None or self._per_recipient(msg):
+            return msg, None
+        return msg, self.signer.sign(msg.raw, msg.account_id, msg.sender)
 
     def _per_recipient(self, msg: StoredMessage) -> bool:
         return needs_personalization(msg.mail_type, msg.track_opens, msg.track_links,

@@ -140,8 +140,7 @@ def run_group(conn: sqlite3.Connection, jobs: list[Job],
         log.error("commit failed: %s", exc)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        for (_, fut), _, _ in done:
-            fut.set_exception(translate(exc))
+        fail([job for job, _, _ in done], exc)
         return []
     committed([(fut, ok, value) for (_, fut), ok, value in done])
     return []
@@ -228,31 +227,34 @@ class Database:
             return None
         return onloop if running is onloop.loop else None
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+    def _to_writer(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue ``fn`` for the writer thread."""
         if self._closed:
             raise StoreError("store is closed")
         fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         onloop = self._here()
-        if onloop is not None:
-            onloop.submit(fn, fut)
-        else:
-            self._jobs.put((fn, fut))
+        if onloop is None:
+            return self._to_writer(fn)
+        if self._closed:
+            raise StoreError("store is closed")
+        fut: Future[T] = Future()
+        onloop.submit(fn, fut)
         return fut
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction and wait for its COMMIT (sync callers: always
         the writer thread, since waiting on the loop's own thread for the loop would hang)."""
-        if self._closed:
-            raise StoreError("store is closed")
-        fut: Future[T] = Future()
-        self._jobs.put((fn, fut))
-        return fut.result()
+        return self._to_writer(fn).result()
 
     async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction; resolves after its COMMIT is on disk."""
         onloop = self._here()
         if onloop is None:
-            return await asyncio.wrap_future(self.submit(fn))
+            return await asyncio.wrap_future(self._to_writer(fn))
         if self._closed:
             raise StoreError("store is closed")
         fut: asyncio.Future[T] = onloop.loop.create_future()

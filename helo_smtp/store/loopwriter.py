@@ -67,8 +67,7 @@ class LoopWriter:
         self._checkpointer.execute("PRAGMA synchronous = NORMAL")  # a checkpoint still syncs
         self._batch: list[Job] = []  # submitted this turn
         self._ready: list[Job] = []  # claimed, waiting for the write lock
-        self._busy_since: float | None = None
-        self._busy_tries = 0
+        self._busy_since: float | None = None  # first BUSY of the current wait
         self._flush_scheduled = False
         self._unsynced: list[Done] = []  # committed, waiting for the next fsync
         self._syncing: list[Done] | None = None  # covered by the fsync in flight
@@ -113,14 +112,12 @@ class LoopWriter:
                 fail(self._ready, exc)
                 self._ready = []
                 return False
-            if self._busy_since is None:
-                self._busy_since, self._busy_tries = now, 0
-            self._busy_tries += 1
             self._flush_scheduled = True
             # Once on the next turn (the holder's transaction takes ~100 us), then every
             # millisecond: spinning burned a tenth of the delivery process's CPU in the
             # benchmarks, CPU the lock holder itself was short of.
-            if self._busy_tries == 1:
+            if self._busy_since is None:
+                self._busy_since = now
                 self.loop.call_soon(self._flush)
             else:
                 self.loop.call_later(BUSY_RETRY, self._flush)

@@ -14,12 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from tests.ops.test_serve import RCPT, message, submit
+from tests.support.process import children
 from tests.support.waiting import wait_for
-
-
-def children(pid: int) -> list[int]:
-    return [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
-            for k in (t / "children").read_text().split()]
 
 
 def cmdline(pid: int) -> str:
@@ -60,6 +56,7 @@ def test_the_child_delivers_and_metrics_add_up_both_processes(serve, sinks, clie
     submit(proc.ports["submission"], client_ctx, tenant, message(tenant, "split"))
     wait_for(lambda: delivered(sinks[0], "split"), 15, what="delivery by the child")
     proc.wait_log(r"event=delivery .*state=delivered")
+
     def counted() -> str | None:
         text = metrics(proc)
         return text if sample(text, "helo_delivery_attempts_total", outcome="delivered") else None
@@ -117,7 +114,7 @@ def test_a_message_too_big_to_hand_over_is_read_from_the_store(serve, sinks, cli
     proc, _path, tenant = serve()
     proc.wait_ready()
     big = message(tenant, "big")
-    big.set_content("x" * 70 + "\n" * 1 + ("y" * 76 + "\n") * 1000)  # ~77 KiB > 64 KiB
+    big.set_content("x" * 70 + "\n" + ("y" * 76 + "\n") * 1000)  # ~77 KiB > 64 KiB
     submit(proc.ports["submission"], client_ctx, tenant, big)
     wait_for(lambda: delivered(sinks[0], "big"), 15, what="delivery of the big message")
     text = metrics(proc)

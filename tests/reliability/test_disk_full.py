@@ -32,6 +32,7 @@ from tests.inbound.clients import accepted, message, send, session
 from tests.ops.serveproc import ServeProcess
 from tests.support.accounting import assert_accounting
 from tests.support.configfile import write_config
+from tests.support.process import children
 from tests.support.relay import base_config, make_tenant
 from tests.support.waiting import wait_for
 
@@ -86,10 +87,8 @@ def _ignores(pid: int, sig: int) -> bool:
 
 
 def _relay_pids(pid: int) -> list[int]:
-    """``pid`` and its children (``/proc/PID/task/*/children``)."""
-    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
-            for k in (t / "children").read_text().split()]
-    return [pid, *kids]
+    """``pid`` and its children (serve's delivery process)."""
+    return [pid, *children(pid)]
 
 
 def _limited_serve(path: Path, cwd: Path, limit: int) -> ServeProcess:
