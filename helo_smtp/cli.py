@@ -28,6 +28,7 @@ from helo_smtp.cli_common import app, common, emit, emit_table, note, table
 from helo_smtp.cli_messages import broadcasts, messages
 from helo_smtp.cli_queue import queue
 from helo_smtp.cli_suppressions import suppressions
+from helo_smtp.devinbox.cli import dev
 from helo_smtp.errors import ConfigError, StoreError, UsageError
 from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.db import connect
@@ -311,7 +312,7 @@ def docs(check: bool) -> None:
 
 
 for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
-               broadcasts):
+               broadcasts, dev):
     cli.add_command(_group)
 
 

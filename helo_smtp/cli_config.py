@@ -70,6 +70,14 @@ def review(cfg: Config) -> Review:
             cfg.server.database).exists():
         warn("server.database", f"{cfg.server.database} does not exist yet "
              "(run 'helo-smtp init')")
+    from helo_smtp.outbound import nexthop
+
+    out.errors += nexthop.check(cfg)
+    if cfg.dev.inbox and (cfg.delivery.relayhost or cfg.delivery.routes):
+        warn("dev.inbox", "is on: all mail goes to the dev inbox; delivery.relayhost and "
+             "delivery.routes are not used")
+    if cfg.delivery.relayhost_username and cfg.delivery.relayhost_tls == "none":
+        warn("delivery.relayhost_tls", "is none: the relayhost password is sent in clear")
     if cfg.server.dev_bootstrap:
         warn("server.dev_bootstrap", "is on: serve creates a dev account with a domain "
              "verified without DNS; never use this in production")

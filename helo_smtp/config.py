@@ -104,6 +104,22 @@ class DeliveryConfig:
     batch_size: int = _s(200, "recipients claimed per queue round trip")
     max_mx_addresses: int = _s(5, "addresses tried per delivery attempt")
     idle_connection_seconds: float = _s(30.0, "keep an idle outbound connection for reuse")
+    relayhost: str = _s("", "send all mail through this smarthost: \"host:port\" (MX lookup "
+                        "of host) or \"[host]:port\" (no MX lookup), as Postfix's relayhost; "
+                        "empty: straight to each recipient's MX")
+    relayhost_username: str = _s("", "SMTP AUTH username at the relayhost (empty: no AUTH)")
+    relayhost_password: str = _s("", "SMTP AUTH password at the relayhost")
+    relayhost_tls: str = _s("starttls", "starttls (required, as Postfix's 'encrypt'), implicit "
+                            "(TLS from the first byte) or none")
+    routes: dict[str, str] = _s({}, "[delivery.routes]: recipient domain = \"host:port\" or "
+                                "\"[host]:port\", before relayhost (Postfix transport_maps)")
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    inbox: bool = _s(False, "dev mode: deliver all mail to the built-in catch-all inbox "
+                     "('helo-smtp dev inbox'), never to the Internet")
+    inbox_dir: str = _s("var/dev-inbox", "Maildir the dev inbox keeps messages in")
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,8 @@ class Config:
     pools: PoolsConfig = field(default_factory=PoolsConfig, metadata={"help": "IP pools"})
     http: HTTPConfig = field(default_factory=HTTPConfig, metadata={"help": "HTTP side"})
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "logs"})
+    dev: DevConfig = field(default_factory=DevConfig,
+                           metadata={"help": "local development (dev inbox)"})
     source: str = field(default="", metadata={"help": "file this config was read from",
                                               "internal": True})
 
@@ -177,6 +195,7 @@ _CHOICES = {
     "mail_type": ("header", "transactional", "broadcast"),
     "format": ("kv", "json"),
     "level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "relayhost_tls": ("starttls", "implicit", "none"),
 }
 
 
@@ -227,6 +246,11 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{key}' must be a list")
         return [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{key}] must be a table")
+        return {str(k): _scalar(item, v, source, f"{key}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{source}: '{key}' has an unsupported type")
     return _scalar(tp, value, source, key)
@@ -266,6 +290,8 @@ def settings_table(cls: type = Config, prefix: str = "") -> list[tuple[str, str,
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is list:
         return f"list of {typing.get_args(tp)[0].__name__}"
+    if typing.get_origin(tp) is dict:
+        return f"table of {typing.get_args(tp)[1].__name__}"
     return tp.__name__
 
 

@@ -51,11 +51,14 @@ class Relay:
         self.inbound: Any = None
         self.workers: dict[MailType, Any] = {}
         self.http: Any = None
+        self.resolver: Any = None  # outbound/routing.RoutedResolver, shared by both workers
+        self.dev_inbox: Any = None  # the dev inbox's sink, in the process that delivers
         self._tasks: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
         from helo_smtp.inbound.listener import InboundServer
+        from helo_smtp.outbound import routing
         from helo_smtp.outbound.mx import MXResolver
         from helo_smtp.outbound.worker import Worker
 
@@ -67,10 +70,11 @@ class Relay:
         self.store.throttle.release_holder(node)  # connection slots of our previous process
         if released:
             log.info("event=leases_released count=%d node=%s", released, node)
-        resolver = MXResolver(self.cfg.dns)
         if self.deliver:
+            mx = MXResolver(self.cfg.dns)
+            self.resolver, self.dev_inbox = await routing.start(self.cfg, mx)
             for mt in MailType:
-                self.workers[mt] = Worker(mt, self.cfg, self.store, resolver, node)
+                self.workers[mt] = Worker(mt, self.cfg, self.store, self.resolver, node)
                 # alone on this loop (the delivery process): no thread hop per message
                 self.workers[mt].inline_load = not self.accept
         if self.accept:
@@ -103,20 +107,46 @@ class Relay:
             worker.wake()
 
     def reload(self) -> None:
-        """SIGHUP: credentials, channels, suppressions and pool settings, without a restart."""
+        """SIGHUP: credentials, channels, suppressions and every setting but those of
+        ``runtime.reloadplan.RESTART_ONLY``, which are named in ``event=reload_partial``."""
+        from helo_smtp.runtime import reloadplan
+
         try:
             new = config_mod.load(self.cfg.source) if self.cfg.source else self.cfg
         except Exception as exc:  # noqa: BLE001 - a bad file keeps the running config
             log.error("event=reload_failed error=%s", exc)
             return
-        if new.listeners != self.cfg.listeners or new.tls != self.cfg.tls:
-            log.warning("event=reload_partial msg=listener and TLS changes need a restart")
+        from helo_smtp.outbound import nexthop
+
+        problems = nexthop.check(new)
+        if problems:
+            log.error("event=reload_failed error=%s", "; ".join(problems))
+            return
+        kept = reloadplan.restart_needed(self.cfg, new)
+        if kept:
+            log.warning("event=reload_partial restart_needed=%s msg=these settings keep their "
+                        "old value until the next start", ",".join(kept))
+        applied = [k for k in reloadplan.changed(self.cfg, new) if k not in kept]
+        if new.logging != self.cfg.logging:
+            self._reload_logging(new)
         self.cfg = new
+        if self.store is not None:  # expiry of mail accepted from now on
+            self.store.queue.lifetimes.update(lifetimes(new))
         if self.inbound is not None:
             self.inbound.reload(new)
+        if self.resolver is not None:
+            self.resolver.reload(new)
         for w in self.workers.values():
             w.reload(new)
-        log.info("event=reloaded")
+        log.info("event=reloaded changed=%s", ",".join(applied) or "-")
+
+    @staticmethod
+    def _reload_logging(new: Config) -> None:
+        try:
+            from helo_smtp import logs
+        except ImportError:
+            return
+        logs.setup(new.logging)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new sessions, let sessions and deliveries finish, release the rest."""
@@ -131,6 +161,8 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
+        if self.dev_inbox is not None:
+            await self.dev_inbox.close()
         if self.store is not None:
             metrics.unregister_queue(self.store.queue.depth_by_type)
             self.store.db.unbind_loop()
@@ -168,7 +200,7 @@ async def serve(cfg: Config) -> None:
     if child is None:
         await relay.stop()
     else:  # both sides drain at once, as the workers and listeners do in one process
-        await asyncio.gather(relay.stop(), child.stop(cfg.server.shutdown_grace))
+        await asyncio.gather(relay.stop(), child.stop(relay.cfg.server.shutdown_grace))
     log.info("event=stopped")
 
 

@@ -174,6 +174,8 @@ def _toml(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)  # JSON escapes are TOML basic-string ones
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (TOML 1.0 §Inline Table)
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 

@@ -48,7 +48,7 @@ class ConnectionCache:
             conn.close()
             return
         conn.last_used = time.monotonic()
-        self._idle.setdefault(cache_key(conn.route.ip, conn.mode), []).append(conn)
+        self._idle.setdefault(cache_key(conn.route.endpoint, conn.mode), []).append(conn)
 
     def oldest(self) -> Connection | None:
         """Remove and return the connection idle the longest (to make room)."""

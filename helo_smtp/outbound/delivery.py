@@ -25,6 +25,7 @@ from helo_smtp.outbound.session import (
     SessionParams,
     TLSMode,
     TxResult,
+    hop_mode,
     open_connection,
     transact,
 )
@@ -60,7 +61,8 @@ class Transport:
 
     async def checkout(self, route: Route, mode: TLSMode) -> Connection | Outcome:
         """A ready connection to ``route``: a cached one that answers RSET, or a new one."""
-        while (conn := self.cache.take(cache_key(route.ip, mode))) is not None:
+        mode = hop_mode(route, mode)
+        while (conn := self.cache.take(cache_key(route.endpoint, mode))) is not None:
             try:
                 if await conn.reset(self.params.command_timeout):
                     return conn

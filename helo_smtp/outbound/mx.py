@@ -37,6 +37,7 @@ import dns.resolver
 from helo_smtp import metrics
 from helo_smtp.config import DNSConfig
 from helo_smtp.models import BounceCategory
+from helo_smtp.outbound.nexthop import NextHop
 from helo_smtp.outbound.outcome import Outcome, local
 from helo_smtp.outbound.translate import dns_kind, from_exception
 
@@ -54,6 +55,12 @@ class Route:
     host: str
     ip: str
     preference: int
+    hop: NextHop | None = None  # a configured next hop (routing.py): its port, TLS, AUTH
+
+    @property
+    def endpoint(self) -> str:
+        """The address, with the port when a next hop names one (idle-connection key)."""
+        return self.ip if self.hop is None else f"{self.ip}:{self.hop.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class MXResult:
     failure: Outcome | None = None
     implicit: bool = False  # no MX record: the domain's own addresses
     ttl: float = field(default=0.0, compare=False)
+    hop: NextHop | None = None  # set by routing.RoutedResolver
 
     def routes(self, limit: int, rng: random.Random | None = None) -> list[Route]:
         """Up to ``limit`` addresses in preference order, equal preferences shuffled."""
@@ -81,7 +89,7 @@ class MXResult:
         for pref in sorted(by_pref):
             group = list(by_pref[pref])
             shuffle(group)
-            out += [Route(h.name, ip, pref) for h in group for ip in h.addresses]
+            out += [Route(h.name, ip, pref, self.hop) for h in group for ip in h.addresses]
         return out[:limit]
 
 
@@ -138,6 +146,10 @@ class MXResolver:
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return result
+
+    async def resolve_host(self, host: str) -> MXResult:
+        """The addresses of ``host`` itself, no MX lookup (Postfix's ``[host]``)."""
+        return await self._hosts(_name(host), [(0, _name(host))], 0.0, implicit=True)
 
     async def _lookup(self, domain: str) -> MXResult:
         try:

@@ -46,6 +46,17 @@ class TLSMode(StrEnum):
     OFF = "off"  # plaintext retry after a failed opportunistic handshake
     MAY = "may"  # opportunistic, certificate not checked
     VERIFY = "verify"  # required: STARTTLS with a verified certificate
+    ENCRYPT = "encrypt"  # required, certificate not checked (a relayhost: Postfix's encrypt)
+    IMPLICIT = "implicit"  # TLS from the first byte (a relayhost on port 465), not checked
+
+
+def hop_mode(route: Route, mode: TLSMode) -> TLSMode:
+    """The TLS mode for ``route``: its next hop's own (``relayhost_tls``), else ``mode``."""
+    hop = route.hop
+    if hop is None or hop.tls == "may":
+        return mode
+    return {"none": TLSMode.OFF, "starttls": TLSMode.ENCRYPT,
+            "implicit": TLSMode.IMPLICIT}[hop.tls]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,31 +130,42 @@ class Connection:
 async def open_connection(route: Route, source_ip: str | None, params: SessionParams,
                           mode: TLSMode, contexts: dict[TLSMode, ssl.SSLContext]
                           ) -> Connection | Outcome:
-    """Connect, read the banner, EHLO and (unless ``OFF``) STARTTLS."""
-    smtp = aiosmtplib.SMTP(hostname=route.ip, port=params.port,
+    """Connect, read the banner, EHLO and (unless ``OFF``) STARTTLS; then AUTH at a next hop
+    that has credentials (``relayhost_username``)."""
+    implicit = mode == TLSMode.IMPLICIT
+    context = contexts[TLSMode.VERIFY if mode == TLSMode.VERIFY else TLSMode.MAY]
+    smtp = aiosmtplib.SMTP(hostname=route.ip, port=route.hop.port if route.hop else params.port,
                            local_hostname=params.helo_name,
                            source_address=(source_ip, 0) if source_ip else None,
-                           timeout=params.command_timeout, start_tls=False)
+                           timeout=params.command_timeout, start_tls=False, use_tls=implicit,
+                           tls_context=context if implicit else None)
     stage = "connect"
     try:
         await smtp.connect(timeout=params.connect_timeout)
         stage = "ehlo"
         await _hello(smtp, params)
-        tls = False
-        if mode != TLSMode.OFF and smtp.supports_extension("starttls"):
+        tls = implicit
+        if mode not in (TLSMode.OFF, TLSMode.IMPLICIT) and smtp.supports_extension("starttls"):
             stage = "starttls"
-            await smtp.starttls(tls_context=contexts[mode], server_hostname=route.host,
+            await smtp.starttls(tls_context=context, server_hostname=route.host,
                                 timeout=params.connect_timeout)
             stage = "ehlo"
             await _hello(smtp, params)  # RFC 3207 §4.2: forget what was learnt before TLS
             tls = True
+        if route.hop is not None and route.hop.username and (tls or mode == TLSMode.OFF):
+            stage = "auth"
+            await smtp.login(route.hop.username, route.hop.password,
+                             timeout=params.command_timeout)
     except FOREIGN_ERRORS as exc:
         smtp.close()
+        if stage == "auth":  # our credentials: never the recipient's fault (Postfix defers)
+            return local("auth", "4.7.0", "next hop refused AUTH: "
+                         + from_exception(exc, stage).line(), BounceCategory.OTHER)
         return from_exception(exc, stage)
     except asyncio.CancelledError:  # deadline or shutdown: never leave the socket open
         smtp.close()
         raise
-    if mode == TLSMode.VERIFY and not tls:
+    if mode in (TLSMode.VERIFY, TLSMode.ENCRYPT) and not tls:
         smtp.close()
         return local("starttls", "4.7.4", "TLS is required, but was not offered by host",
                      BounceCategory.TLS)

@@ -1,0 +1,1 @@
+"""Running the relay: start-up, reload and the pieces the daemon wires together."""
