@@ -30,6 +30,7 @@ from helo_smtp.cli_queue import queue
 from helo_smtp.cli_suppressions import suppressions
 from helo_smtp.devinbox.cli import dev
 from helo_smtp.errors import ConfigError, StoreError, UsageError
+from helo_smtp.runtime import startup
 from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.db import connect
 from helo_smtp.store.pg_schema import is_postgres_url, redact
@@ -257,20 +258,28 @@ def serve() -> None:
         if not Path(path).exists():
             raise UsageError(f"{cfg.source}: '{key}' {path} does not exist; run 'helo-smtp "
                              "init' for a self-signed certificate or install yours")
+    problem = startup.database_problem(cfg.server.database, cfg.source)
+    if problem:
+        raise ConfigError(problem)
     _setup_logging(cfg)
-    if cfg.server.dev_bootstrap:
-        dev_store = store_mod.Store.open(cfg.server.database, check=False)
-        try:
-            devsetup.bootstrap(dev_store, cfg, echo=click.echo)
-        finally:
-            dev_store.close()
     shared = deliverer.share_metrics() if cfg.server.delivery_process else None
     from helo_smtp import daemon
 
     try:
-        _run(daemon.serve(cfg))
+        # The dev tenant is created (and its secret printed) only once the relay is up: a
+        # start that fails never shows a credential for a relay that is not running.
+        _run(daemon.serve(cfg, on_started=_dev_bootstrap if cfg.server.dev_bootstrap
+                          else None))
     finally:
         deliverer.drop_metrics(shared)
+
+
+def _dev_bootstrap(cfg: Any) -> None:
+    dev_store = store_mod.Store.open(cfg.server.database, check=False)
+    try:
+        devsetup.bootstrap(dev_store, cfg, echo=click.echo)
+    finally:
+        dev_store.close()
 
 
 def _setup_logging(cfg: Any) -> None:

@@ -171,8 +171,9 @@ class Relay:
         self.stopped.set()
 
 
-async def serve(cfg: Config) -> None:
-    """``helo-smtp serve``: run until SIGTERM/SIGINT, reload on SIGHUP."""
+async def serve(cfg: Config, on_started: Callable[[Config], None] | None = None) -> None:
+    """``helo-smtp serve``: run until SIGTERM/SIGINT, reload on SIGHUP. ``on_started`` runs
+    once everything is listening, before READY=1 (the dev bootstrap)."""
     from helo_smtp import sdnotify
 
     # Over RLIMIT_FSIZE a write must fail with EFBIG (the store answers 452 4.3.1), not kill
@@ -189,6 +190,8 @@ async def serve(cfg: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay, child))
+    if on_started is not None:
+        on_started(cfg)
     sdnotify.ready(relay)
     watchdog = asyncio.create_task(sdnotify.watchdog_loop(relay))
     ports = ",".join(f"{name}:{port}" for name, port in relay.ports.items())

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from helo_smtp import metrics, tracking
 from helo_smtp.config import Config
 from helo_smtp.http import pages
+from helo_smtp.runtime.startup import bind_error
 from helo_smtp.store import Store
 from helo_smtp.store.engagement import Hit
 
@@ -162,9 +163,10 @@ class HTTPServer:
         site = web.TCPSite(runner, host, port)
         try:
             await site.start()
-        except OSError:
+        except OSError as exc:
             await runner.cleanup()
-            raise
+            raise bind_error("the HTTP side", "http.listen (or \"\" to turn it off)", host,
+                             port, exc, self.cfg.source) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
         public = self.cfg.http.public_url

@@ -28,6 +28,7 @@ from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
 from helo_smtp.inbound.protocol import TLS_SHUTDOWN_TIMEOUT, HeloSMTP
 from helo_smtp.models import MailType
+from helo_smtp.runtime.startup import bind_error
 
 log = logging.getLogger("helo_smtp.smtp")
 
@@ -59,22 +60,32 @@ class InboundServer:
         self.capacity.refresh()
         loop = asyncio.get_running_loop()
         ports: dict[str, int] = {}
+        bound: list[tuple[Any, int]] = []
         try:
-            for lc in self.cfg.listeners:
+            for i, lc in enumerate(self.cfg.listeners):
                 implicit = lc.tls == "implicit"
-                server = await loop.create_server(
-                    lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port,
-                    ssl=self.tls_context if implicit else None,
-                    ssl_handshake_timeout=self.cfg.tls.handshake_timeout if implicit else None,
-                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if implicit else None)
+                try:
+                    server = await loop.create_server(
+                        lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port,
+                        ssl=self.tls_context if implicit else None,
+                        ssl_handshake_timeout=self.cfg.tls.handshake_timeout if implicit
+                        else None,
+                        ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if implicit else None)
+                except OSError as exc:
+                    name = lc.name or f"#{i + 1}"
+                    key = f'[[listeners]] "{name}" (address = "{lc.address}", port = {lc.port})'
+                    raise bind_error(f"listener '{name}'", key, lc.address, lc.port, exc,
+                                     self.cfg.source) from None
                 self._servers.append(server)
-                port = server.sockets[0].getsockname()[1]
-                ports[lc.name or f"{lc.address}:{lc.port}"] = port
-                log.info("event=listening listener=%s address=%s port=%d tls=%s mail_type=%s",
-                         lc.name or "-", lc.address, port, lc.tls, lc.mail_type)
+                bound.append((lc, server.sockets[0].getsockname()[1]))
+                ports[lc.name or f"{lc.address}:{lc.port}"] = bound[-1][1]
         except BaseException:
             self._close_servers()
             raise
+        for lc, port in bound:
+            # only once every listener is bound: nothing is reported done before it is
+            log.info("event=listening listener=%s address=%s port=%d tls=%s mail_type=%s",
+                     lc.name or "-", lc.address, port, lc.tls, lc.mail_type)
         self._monitor = asyncio.create_task(self.capacity.run(), name="inbound-capacity")
         return ports
 
