@@ -24,7 +24,7 @@ from helo_smtp import cli_config, deliverer, devsetup, tlscert
 from helo_smtp import store as store_mod
 from helo_smtp.cli_accounts import accounts, domains
 from helo_smtp.cli_channels import channels, credentials
-from helo_smtp.cli_common import app, common, emit, emit_table, note, table
+from helo_smtp.cli_common import app, common, emit, emit_table, note, prog_name, table
 from helo_smtp.cli_messages import broadcasts, messages
 from helo_smtp.cli_queue import queue
 from helo_smtp.cli_suppressions import suppressions
@@ -130,7 +130,7 @@ def init() -> None:
     db = cfg.server.database
     existed, applied = _migrate(db)
     cert = tlscert.ensure(cfg.tls.cert_file, cfg.tls.key_file, cfg.server.hostname)
-    prefix = "helo-smtp" + (f" --config {path}" if "helo.config" in a.ctx.meta else "")
+    prefix = prog_name() + (f" --config {path}" if "helo.config" in a.ctx.meta else "")
     data = {
         "config": path,
         "database": {"path": redact(db), "created": not existed, "migrations": applied},
@@ -277,9 +277,14 @@ def serve() -> None:
 def _dev_bootstrap(cfg: Any) -> None:
     dev_store = store_mod.Store.open(cfg.server.database, check=False)
     try:
-        devsetup.bootstrap(dev_store, cfg, echo=click.echo)
+        tenant = devsetup.bootstrap(dev_store, cfg, echo=click.echo)
     finally:
         dev_store.close()
+    if tenant is not None and cfg.dev.inbox:
+        see = f"{prog_name()} dev inbox --config {cfg.source}"
+        click.echo("It goes to the dev inbox ([dev] inbox = true), signed, links tracked:")
+        click.echo(f"  {see}")
+        click.echo(f"  {prog_name()} dev inbox show <messageId> --config {cfg.source}")
 
 
 def _setup_logging(cfg: Any) -> None:

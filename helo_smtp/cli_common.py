@@ -9,6 +9,9 @@ import dataclasses
 import datetime
 import json
 import re
+import shlex
+import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +45,18 @@ config_option = click.option("--config", "config", metavar="FILE", default=None,
                              expose_value=False, callback=_remember, help=CONFIG_HELP)
 json_option = click.option("--json", "as_json", is_flag=True, default=False, expose_value=False,
                            callback=_remember, help="Print JSON instead of a table.")
+
+
+def prog_name() -> str:
+    """How to run this CLI again from here: ``helo-smtp`` when that is what PATH finds, else
+    the path it was started by (``.venv/bin/helo-smtp`` after the README's install)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name != "helo-smtp":
+        return "helo-smtp"  # python -m, or a test runner
+    on_path = shutil.which("helo-smtp")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "helo-smtp"
+    return shlex.quote(argv0)
 
 
 def common(f: F) -> F:

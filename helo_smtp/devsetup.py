@@ -52,7 +52,17 @@ def swaks_command(cfg: Config, username: str, secret: str, sender: str) -> str:
     port = 587 if lst is None else lst.port
     tls = "--tlsc" if lst is not None and lst.tls == "implicit" else "--tls"
     return (f"swaks --server {host}:{port} {tls} --auth PLAIN --auth-user {username} "
-            f"--auth-password '{secret}' --from {sender} --to you@example.com")
+            f"--auth-password '{secret}' --from {sender} --to you@example.com "
+            f"{QUICKSTART_MESSAGE}")
+
+
+#: What the first message says: a tag, link tracking and an HTML link to track (swaks 2020
+#: options, as Debian and Ubuntu ship them).
+QUICKSTART_MESSAGE = ("--header 'Subject: Hello from helo-smtp' --header 'X-Helo-Tag: welcome' "
+                      "--header 'X-Helo-Track-Links: true' "
+                      "--header 'Content-Type: text/html; charset=utf-8' "
+                      "--body '<p>Welcome! <a href=\"https://example.com/start\">Get started"
+                      "</a></p>'")
 
 
 def _submission_listener(cfg: Config) -> ListenerConfig | None:
