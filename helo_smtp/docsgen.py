@@ -94,7 +94,7 @@ def cli_md() -> str:
     entries = commands()
     out = ["# helo-smtp command line", "", BANNER, "", CLI_INTRO, "## Commands", ""]
     for path, cmd, _ in entries[1:]:
-        if not isinstance(cmd, click.Group):
+        if not isinstance(cmd, click.Group) or cmd.invoke_without_command:
             out.append(f"- [`{path}`](#{_anchor(path)})")
     out.append("")
     for path, cmd, ctx in entries:
