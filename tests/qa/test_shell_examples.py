@@ -5,6 +5,8 @@ tests/ops/test_quickstart.py."""
 
 from __future__ import annotations
 
+import re
+
 import click
 import pytest
 
@@ -25,17 +27,15 @@ def test_the_docs_show_commands_of_both_kinds():
 def test_helo_smtp_example_parses(example, tmp_path, monkeypatch):
     _, args = program(example.argv)
     monkeypatch.chdir(tmp_path)  # a file argument (bounces.csv) is the reader's own file
-    for _ in range(3):
-        try:
-            parse_helo_smtp(args)
-        except click.exceptions.Exit:  # --help / --version: parsed, and they exit
-            return
-        except FileNotFoundError as exc:
-            (tmp_path / str(exc.filename)).write_text("")
-            continue
-        except click.UsageError as exc:
-            pytest.fail(f"{example}: {exc.format_message()}")
-        return
+    for arg in args:
+        if re.fullmatch(r"[\w.-]+\.(csv|txt|json)", arg):
+            (tmp_path / arg).write_text("")
+    try:
+        parse_helo_smtp(args)
+    except click.exceptions.Exit:  # --help / --version: parsed, and they exit
+        pass
+    except click.UsageError as exc:
+        pytest.fail(f"{example}: {exc.format_message()}")
 
 
 @pytest.mark.parametrize("example", SWAKS, ids=str)
