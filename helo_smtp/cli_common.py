@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from helo_smtp.store.pg_schema import is_postgres_url
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONFIG_HELP = "Config file [default: $HELO_SMTP_CONFIG, else config/helo-smtp.toml]."
-MAX_CELL = 60  # table cells are cut here; --json has the full text
+MAX_CELL = 60  # table cells wrap onto more lines here: a failure's reply is shown whole
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -238,8 +239,7 @@ def cell(value: Any, key: str = "") -> str:
         return ", ".join(cell(v) for v in value) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{k}={cell(v)}" for k, v in value.items()) or "-"
-    text = " ".join(str(value).split())
-    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 3] + "..."
+    return " ".join(str(value).split())
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], empty: str = "(none)"
@@ -248,7 +248,12 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], empty: str = "
     if not rows:
         click.echo(empty)
         return
-    grid = [list(columns)] + [[cell(r.get(c), c) for c in columns] for r in rows]
+    grid = [list(columns)]
+    for r in rows:  # a long cell wraps onto continuation lines of its own column
+        cells = [textwrap.wrap(cell(r.get(c), c), MAX_CELL, break_on_hyphens=False) or [""]
+                 for c in columns]
+        grid += [[col[i] if i < len(col) else "" for col in cells]
+                 for i in range(max(len(col) for col in cells))]
     widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
     for line in grid:
         click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())

@@ -92,11 +92,24 @@ def messages_show(message_id: str) -> None:
     data = {**msg, "headers": header_summary(store.queue.message_raw(message_id)),
             "recipients_detail": store.admin.recipients(message_id),
             "attempts": store.admin.attempts(message_id)}
+    data["status_meaning"] = STATUS_MEANING.get(msg["status"], "")
     emit(data, _print_message)
 
 
+#: What a message's Helo status means (SPEC §2), shown next to it by ``messages show``.
+STATUS_MEANING = {
+    "accepted": "no recipient is waiting for a retry: each is queued, delivered, or final "
+                "(the recipients below say which)",
+    "delayed": "at least one recipient was deferred (a 4xx or a connection problem) and will "
+               "be retried; see next_attempt_at and last_text below",
+    "failed": "no recipient was delivered and none will be tried again (bounced, expired or "
+              "purged); see last_text below",
+}
+
+
 def _print_message(d: dict[str, Any]) -> None:
-    record(d, ["id", "status", "created_at", "account", "channel", "mail_type", "sender",
+    record({**d, "meaning": STATUS_MEANING.get(d["status"], "")},
+           ["id", "status", "meaning", "created_at", "account", "channel", "mail_type", "sender",
                "size", "tags", "metadata", "track_opens", "track_links", "broadcast_id",
                "idempotency_key"])
     click.echo("headers:")

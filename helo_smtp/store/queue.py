@@ -198,38 +198,41 @@ def release_in(c: sqlite3.Connection, ids: Sequence[int], due_at: float) -> None
             notify_in(c, r[0])
 
 
-def _apply_result(c: sqlite3.Connection, res: DeliveryResult) -> tuple[str, str, bool] | None:
+def _apply_result(c: sqlite3.Connection, res: DeliveryResult, attempt: bool = True
+                  ) -> tuple[str, str, bool] | None:
     """Record one outcome; (message id, channel id, whether the message's status may have
     changed), or None when the recipient was already final (a late duplicate outcome: history
     stays as it was). Every statement here runs for every delivery, so there are few: the
-    UPDATE returns what the event needs, and the claim's channel and broadcast are reused."""
+    UPDATE returns what the event needs, and the claim's channel and broadcast are reused.
+    ``attempt=False`` (a purge): no delivery was tried; attempts and their history stay."""
     due = res.next_attempt_at if res.state == RecipientState.DEFERRED else res.at
     category = res.category.value if res.category else None
     row = c.execute(
-        "UPDATE recipients SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
+        "UPDATE recipients SET state = ?, attempts = attempts + ?, next_attempt_at = ?,"
         " claimed_by = NULL, lease_until = NULL, last_code = ?, last_status = ?, last_text = ?,"
         " last_host = ?, category = ?, updated_at = ?"
         " WHERE id = ? AND state IN ('queued', 'deferred')"
         " RETURNING address, message_id, attempts",
-        (res.state.value, due, res.code, res.status, res.text, res.remote_host, category,
-         res.at, res.recipient_id)).fetchone()
+        (res.state.value, int(attempt), due, res.code, res.status, res.text, res.remote_host,
+         category, res.at, res.recipient_id)).fetchone()
     if row is None:
         return None
     message_id = row["message_id"]
     # attempts grows only here, so the first recorded outcome is the one leaving 'queued'
-    first = row["attempts"] == 1
+    first = row["attempts"] == int(attempt)
     channel_id, broadcast_id = res.channel_id, res.broadcast_id
     if channel_id is None:
         m = c.execute("SELECT channel_id, broadcast_id FROM messages WHERE id = ?",
                       (message_id,)).fetchone()
         channel_id, broadcast_id = m["channel_id"], m["broadcast_id"]
-    c.execute(
-        "INSERT INTO attempts (recipient_id, message_id, at, stage, outcome, remote_host,"
-        " remote_ip, source_ip, tls, code, status, text, category)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (res.recipient_id, message_id, res.at, res.stage, res.state.value,
-         res.remote_host, res.remote_ip, res.source_ip, int(res.tls), res.code, res.status,
-         res.text, category))
+    if attempt:
+        c.execute(
+            "INSERT INTO attempts (recipient_id, message_id, at, stage, outcome, remote_host,"
+            " remote_ip, source_ip, tls, code, status, text, category)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (res.recipient_id, message_id, res.at, res.stage, res.state.value,
+             res.remote_host, res.remote_ip, res.source_ip, int(res.tls), res.code, res.status,
+             res.text, category))
     events.add(c, _EVENT_FOR_STATE[res.state], message_id=message_id,
                recipient=row["address"], channel_id=channel_id,
                broadcast_id=broadcast_id, at=res.at, code=res.code, status=res.status,
@@ -274,7 +277,7 @@ def purge_ids(c: sqlite3.Connection, ids: Sequence[int], reason: str) -> None:
     now = time.time()
     for rid in ids:
         res = DeliveryResult(rid, RecipientState.EXPIRED, "purge", f"purged: {reason}", at=now)
-        hit = _apply_result(c, res)
+        hit = _apply_result(c, res, attempt=False)
         if hit:
             events.add(c, "queue.purged", message_id=hit[0], channel_id=hit[1], at=now,
                        reason=reason)

@@ -1,0 +1,98 @@
+"""What a newcomer meets in the CLI (issue #21, item 7): a failure's reply shown whole in
+tables, the meaning of a message's status, a purge that counts no attempt, and an ``init``
+whose "Next:" commands run after the README's install (helo-smtp not on PATH)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+from helo_smtp.models import BounceCategory, DeliveryResult, MailType, RecipientState
+from tests.cli.conftest import CLI, config_data, enqueue
+from tests.ops.serveproc import HELO_SMTP
+from tests.support.configfile import dumps
+from tests.support.relay import make_tenant
+
+LONG = ("4.7.1 Service unavailable; client host [192.0.2.7] blocked using "
+        "zen.spamhaus.org; see https://check.spamhaus.org/query/ip/192.0.2.7 for the reason "
+        "and how to be delisted, then try again in an hour")
+
+
+def _defer_one(store) -> tuple[str, int]:
+    t = make_tenant(store)
+    mid = enqueue(store, t.account.id, t.channel.id, t.sender, ["a@example.test",
+                                                                  "b@example.test"])
+    rows = asyncio.run(store.queue.claim(MailType.TRANSACTIONAL, 10, "n", 60.0))
+    first = next(r for r in rows if r.address == "a@example.test")
+    asyncio.run(store.queue.record([DeliveryResult(
+        first.id, RecipientState.DEFERRED, "rcpt", LONG, code=451, status="4.7.1",
+        category=BounceCategory.SPAM_BLOCK, remote_host="mx1.example.test",
+        next_attempt_at=time.time() + 600)]))
+    other = next(r.id for r in rows if r.address == "b@example.test")
+    asyncio.run(store.queue.release([other], time.time()))
+    return mid, first.id
+
+
+def _column_text(output: str, first_word: str) -> str:
+    """The wrapped cell that starts with ``first_word``, its continuation lines joined."""
+    lines = output.splitlines()
+    start = next(i for i, x in enumerate(lines) if first_word in x)
+    col = lines[start].index(first_word)
+    parts = [lines[start][col:].split("   ")[0].strip()]
+    for line in lines[start + 1:]:
+        if line[:col].strip() or len(line) <= col:
+            break
+        parts.append(line[col:].split("   ")[0].strip())
+    return " ".join(parts)
+
+
+def test_failure_text_is_shown_whole_in_tables(cli: CLI, db_store):
+    mid, _ = _defer_one(db_store)
+    shown = cli.ok("messages", "show", mid).stdout
+    assert "..." not in shown
+    assert _column_text(shown.split("attempts:")[0], "4.7.1 Service") == LONG
+    assert _column_text(shown.split("attempts:")[1], "4.7.1 Service") == LONG
+    queued = cli.ok("queue", "list").stdout
+    assert _column_text(queued, "4.7.1 Service") == LONG
+
+
+def test_messages_show_explains_the_status(cli: CLI, db_store):
+    mid, _ = _defer_one(db_store)
+    shown = cli.ok("messages", "show", mid).stdout
+    assert "delayed" in shown and "will be retried" in shown
+    data = cli.json("messages", "show", mid)
+    assert data["status"] == "delayed" and "deferred" in data["status_meaning"]
+
+
+def test_purge_counts_no_attempt(cli: CLI, db_store):
+    mid, _ = _defer_one(db_store)
+    cli.ok("queue", "purge", mid, "--yes")
+    rows = {r["address"]: r for r in cli.json("messages", "show", mid)["recipients_detail"]}
+    assert (rows["a@example.test"]["state"], rows["a@example.test"]["attempts"]) == (
+        "expired", 1)  # the one real attempt
+    assert (rows["b@example.test"]["state"], rows["b@example.test"]["attempts"]) == (
+        "expired", 0)  # never tried
+    attempts = cli.json("messages", "show", mid)["attempts"]
+    assert [a["address"] for a in attempts] == ["a@example.test"]
+    assert cli.json("messages", "show", mid)["status"] == "failed"
+
+
+def test_init_next_names_a_command_that_runs_after_the_readme_install(tmp_path, dns_server):
+    (tmp_path / "helo-smtp.toml").write_text(dumps(config_data(tmp_path, dns_server.port)))
+    env = {k: v for k, v in os.environ.items() if k not in ("HELO_SMTP_CONFIG", "VIRTUAL_ENV")}
+    venv_bin = str(Path(HELO_SMTP).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and Path(p).resolve() != Path(venv_bin).resolve())
+    rel = os.path.relpath(HELO_SMTP, tmp_path)  # as the README runs it: .venv/bin/helo-smtp
+    done = subprocess.run([rel, "init", "--config", "helo-smtp.toml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    steps = done.stdout.split("Next:\n")[1].splitlines()
+    assert steps and all(s.strip().startswith(rel + " ") for s in steps)
+    check = subprocess.run(shlex.split(steps[0]), cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
