@@ -235,7 +235,10 @@ def domains_verify(domain: str) -> None:
     if a.json:
         emit(data, lambda d: None)
     kept = " (it stays verified from its earlier check)" if dom.verified else ""
-    raise UsageError(f"{dom.name} not verified: {verdict.message}{kept}")
+    dev = ("; dev mode verifies no domain without DNS: send from the dev domain, or point "
+           "[dns] nameservers at a resolver that serves the _helo record"
+           if a.cfg.dev.inbox else "")
+    raise UsageError(f"{dom.name} not verified: {verdict.message}{kept}{dev}")
 
 
 @domains.command("dkim-rotate")

@@ -11,8 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from helo_smtp import keys
 from helo_smtp.models import BounceCategory, DeliveryResult, MailType, RecipientState
-from tests.cli.conftest import CLI, config_data, enqueue
+from tests.cli.conftest import CLI, config_data, enqueue, expect_error
 from tests.ops.serveproc import HELO_SMTP
 from tests.support.configfile import dumps
 from tests.support.relay import make_tenant
@@ -96,3 +97,20 @@ def test_init_next_names_a_command_that_runs_after_the_readme_install(tmp_path, 
     check = subprocess.run(shlex.split(steps[0]), cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stderr
+
+
+def test_domain_verification_stays_strict_in_dev_mode(cli: CLI, dns, db_store, tmp_path,
+                                                      database):
+    dev = tmp_path / "dev.toml"
+    dev.write_text(dumps(config_data(tmp_path, dns.port, server={"database": database},
+                                     dev={"inbox": True})))
+    cli.ok("accounts", "create", "acme")
+    cli.ok("domains", "add", "mine.test", "--account", "acme", "--bits", "1024")
+    msg = expect_error(cli.run("--config", str(dev), "domains", "verify", "mine.test",
+                               config=False))
+    assert "not verified" in msg and "dev mode verifies no domain without DNS" in msg
+    assert not db_store.domains.require("mine.test").verified
+    token = db_store.domains.require("mine.test").verify_token
+    dns.add("_helo.mine.test", "TXT", f'"{keys.VERIFY_PREFIX}{token}"')
+    cli.ok("--config", str(dev), "domains", "verify", "mine.test", config=False)
+    assert db_store.domains.require("mine.test").verified
