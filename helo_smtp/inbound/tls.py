@@ -16,5 +16,8 @@ def server_context(cfg: TLSConfig) -> ssl.SSLContext:
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"tls: cannot load cert_file '{cfg.cert_file}' / key_file "
-                          f"'{cfg.key_file}': {exc.strerror or exc}") from None
+                          f"'{cfg.key_file}': {exc.strerror or exc}; they must be a PEM "
+                          "certificate chain and its private key, readable by this user "
+                          "(move them aside and run 'helo-smtp init' for a self-signed "
+                          "pair)") from None
     return ctx

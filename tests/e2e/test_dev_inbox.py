@@ -51,6 +51,11 @@ def test_dev_inbox_catches_everything_and_the_cli_shows_it(scenario, sinks, tmp_
     assert "http://127.0.0.1:8025/c/" in shown.stdout  # the link points at the click tracker
     assert 'href="https://example.com/start"' not in shown.stdout
 
+    # Nothing bounced, so nothing is suppressed: the same message again is delivered too.
+    again = sc.submit(["ann@example.test"], html=HTML)
+    sc.wait(again, delivered=1)
+    assert sc.store.suppressions.list(sc.relay.tenant.channel.id) == []
+
     missing = cli(config, "dev", "inbox", "show", "no-such-id")
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: no message 'no-such-id' in the dev inbox")

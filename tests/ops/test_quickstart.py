@@ -126,6 +126,20 @@ def test_readme_first_command_then_quick_start_ends_in_the_dev_inbox(tmp_path):
         shown = results[1].stdout
         assert "DKIM-Signature: v=1;" in shown and "/c/" in shown and "X-Helo-" not in shown
         assert "delivered" in results[2].stdout and "Ok: in the dev inbox" in results[2].stdout
+
+        # The quick start does not poison itself: the same command again is delivered too.
+        again = sh(swaks, clone, env)
+        assert "250 2.0.0 Ok: queued as" in again.stdout and "suppressed" not in again.stdout
+        # The README's suppression commands, as written, on a suppression made by hand.
+        block = readme_block("### When a recipient is refused").splitlines()
+        rcpt = re.search(r"--to (\S+)", swaks).group(1)
+        added = sh(block[0].replace("suppressions list", f"suppressions add {rcpt}"), clone,
+                   env)
+        assert added.returncode == 0, added.stderr
+        listed, removed = (sh(c, clone, env) for c in block)
+        assert rcpt in listed.stdout, listed.stdout
+        assert removed.returncode == 0 and "removed 1" in removed.stdout, removed.stdout
+        assert "(no suppressions)" in sh(block[0], clone, env).stdout
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(60)

@@ -111,3 +111,13 @@ def test_a_file_that_is_no_database_says_restore(dev_config, tmp_path):
     db.write_bytes(b"this is not SQLite" * 100)
     line = serve_fails(dev_config(server={"database": str(db)}), tmp_path)
     assert str(db) in line and "restore from backup" in line
+
+
+def test_an_unreadable_certificate_names_the_files_and_the_fix(dev_config, tmp_path,
+                                                               server_cert):
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("garbage\n")
+    line = serve_fails(dev_config(tls={"cert_file": str(bad), "key_file": server_cert[1]}),
+                       tmp_path)
+    assert f"cert_file '{bad}'" in line and "PEM certificate chain" in line
+    assert "helo-smtp init" in line

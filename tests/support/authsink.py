@@ -9,14 +9,14 @@ submission port of SES, Mailgun or a Postfix relay), over STARTTLS, implicit TLS
 from __future__ import annotations
 
 import ssl
-import warnings
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-# aiosmtpd warns for each session of the "none" smarthost: AUTH without TLS is what it tests.
-warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+#: aiosmtpd warns for each session of the "none" smarthost (AUTH without TLS is what that case
+#: tests): modules using it add ``pytestmark = IGNORE_PLAINTEXT_AUTH``.
+IGNORE_PLAINTEXT_AUTH = "ignore:Requiring AUTH while not requiring TLS:UserWarning"
 
 
 class _Handler:
