@@ -4,7 +4,6 @@ effective settings as rows, each marked as set in the file or left at its defaul
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 from helo_smtp import config as config_mod
 from helo_smtp import names
 from helo_smtp.config import Config
+from helo_smtp.outbound import nexthop
+from helo_smtp.outbound.nexthop import is_ip as _is_ip
 from helo_smtp.store.pg_schema import redact
 
 
@@ -24,14 +25,6 @@ class Review:
 
 def _port(value: int) -> bool:
     return 0 <= value <= 65535
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def review(cfg: Config) -> Review:
@@ -70,8 +63,6 @@ def review(cfg: Config) -> Review:
             cfg.server.database).exists():
         warn("server.database", f"{cfg.server.database} does not exist yet "
              "(run 'helo-smtp init')")
-    from helo_smtp.outbound import nexthop
-
     out.errors += nexthop.check(cfg)
     if cfg.dev.inbox and (cfg.delivery.relayhost or cfg.delivery.routes):
         warn("dev.inbox", "is on: all mail goes to the dev inbox; delivery.relayhost and "
