@@ -105,6 +105,8 @@ def effective(cfg: Config) -> list[dict[str, Any]]:
         raw = tomllib.loads(Path(cfg.source).read_text(encoding="utf-8"))
     data = config_mod.to_dict(cfg)
     data["server"]["database"] = redact(data["server"]["database"])  # no password on screen
+    if data["delivery"]["relayhost_password"]:
+        data["delivery"]["relayhost_password"] = "********"
     data.pop("source", None)
     rows: list[dict[str, Any]] = []
     _flatten(data, raw, "", rows)

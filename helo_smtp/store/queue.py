@@ -289,7 +289,7 @@ class Queue:
 
     def __init__(self, db: Any, lifetimes: dict[MailType, float]) -> None:
         self.db = db
-        self.lifetimes = lifetimes
+        self.lifetimes = dict(lifetimes)  # its own: a reload updates it in place
         self.recent = RecentMessages()
 
     async def enqueue(self, msg: NewMessage) -> EnqueueResult:

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from helo_smtp import keys
 from helo_smtp.models import BounceCategory, DeliveryResult, MailType, RecipientState
 from tests.cli.conftest import CLI, config_data, enqueue, expect_error
@@ -114,3 +116,20 @@ def test_domain_verification_stays_strict_in_dev_mode(cli: CLI, dns, db_store, t
     dns.add("_helo.mine.test", "TXT", f'"{keys.VERIFY_PREFIX}{token}"')
     cli.ok("--config", str(dev), "domains", "verify", "mine.test", config=False)
     assert db_store.domains.require("mine.test").verified
+
+
+def test_check_config_names_a_bad_relayhost_and_hides_its_password(tmp_path, dns_server):
+    path = tmp_path / "relay.toml"
+    data = config_data(tmp_path, dns_server.port)
+    data["delivery"] = {"relayhost": "[smtp.example.net]:587", "relayhost_username": "u",
+                        "relayhost_password": "hunter2", "routes": {"a.test": "[x"}}
+    path.write_text(dumps(data))
+    bad = CLI(path, tmp_path / "var" / "helo.db", CliRunner())
+    line = bad.fail("check-config")
+    assert "'delivery.routes.a.test'" in line and "[host]:port" in line
+    data["delivery"]["routes"] = {"a.test": "[127.0.0.1]:1025"}
+    path.write_text(dumps(data))
+    rows = {r["key"]: r["value"] for r in bad.json("check-config")["settings"]}
+    assert rows["delivery.relayhost_password"] == "********"
+    assert rows["delivery.routes.a.test"] == "[127.0.0.1]:1025"
+    assert "hunter2" not in bad.ok("check-config").stdout

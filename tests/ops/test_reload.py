@@ -78,6 +78,8 @@ def _live(handle: RelayHandle, key: str) -> Any:
         return getattr(relay.inbound.guard.limits, name)
     if section == "dns":
         return getattr(relay.resolver.mx.cfg, name)
+    if key.endswith("_lifetime"):  # the expiry of mail accepted from now on
+        return relay.store.queue.lifetimes[MailType(name.removesuffix("_lifetime"))]
     if key in ("delivery.relayhost", "delivery.routes"):
         hop = relay.resolver.routing.hop("routed.test")
         return hop and f"[{hop.host}]:{hop.port}"
