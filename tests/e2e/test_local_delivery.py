@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.authsink import IGNORE_PLAINTEXT_AUTH, AuthSink
 from tests.support.net import MX_IPS, NET
+from tests.support.sinks import Sink
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_PLAINTEXT_AUTH)
 
@@ -113,3 +114,23 @@ def test_routes_before_relayhost(scenario, smarthost, sinks, mx_port):
     assert [m["rcpt_tos"] for m in sinks[4].h.messages] == [["ann@example.test"]]
     assert [m["rcpt_tos"] for m in box.messages] == [["dee@third.invalid"]]
     assert sinks[4].h.messages[0]["tls"]  # a route uses opportunistic TLS, as for an MX
+
+
+def test_an_idle_connection_is_reused_only_for_its_own_port(scenario, smarthost):
+    box = smarthost("none")
+    other = Sink(SMART_IP, 0, "other-port.test").start()  # same address, another port
+    try:
+        sc = scenario(delivery={**_relayhost(box, "none"),
+                                "routes": {"other.test": f"[{SMART_IP}]:{other.port}"},
+                                "idle_connection_seconds": 30.0})
+        first = sc.submit(["ann@example.test"])
+        sc.wait(first, delivered=1)  # leaves an idle connection to SMART_IP:box.port
+        second = sc.submit(["cy@other.test"])
+        sc.wait(second, delivered=1)
+        third = sc.submit(["bob@example.test"])
+        sc.wait(third, delivered=1)
+    finally:
+        other.stop()
+    assert [m["rcpt_tos"] for m in other.h.messages] == [["cy@other.test"]]
+    assert [m["rcpt_tos"] for m in box.messages] == [["ann@example.test"], ["bob@example.test"]]
+    assert len(box.logins) == 1  # the third reused the first's authenticated session
