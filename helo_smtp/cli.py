@@ -216,7 +216,18 @@ def _migrate(db: str) -> tuple[bool, list[str]]:
     if is_postgres_url(db):
         return True, store_mod.migrate(db)
     existed = Path(db).exists()
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    source = app().cfg.source
+    try:
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        in_the_way = isinstance(exc, FileExistsError | NotADirectoryError)
+        why = "a file is in the way" if in_the_way else exc.strerror
+        raise ConfigError(f"{source}: server.database = \"{db}\": cannot create the directory "
+                          f"{Path(db).parent} ({why}); set server.database to a writable "
+                          "path") from None
+    problem = startup.database_problem(db, source)
+    if problem:
+        raise ConfigError(problem)
     return existed, store_mod.migrate(db)
 
 

@@ -133,3 +133,14 @@ def test_check_config_names_a_bad_relayhost_and_hides_its_password(tmp_path, dns
     assert rows["delivery.relayhost_password"] == "********"
     assert rows["delivery.routes.a.test"] == "[127.0.0.1]:1025"
     assert "hunter2" not in bad.ok("check-config").stdout
+
+
+def test_init_on_an_unusable_database_path_names_the_setting(tmp_path, dns_server):
+    (tmp_path / "afile").write_text("x")
+    path = tmp_path / "relay.toml"
+    data = config_data(tmp_path, dns_server.port,
+                       server={"database": str(tmp_path / "afile" / "sub" / "helo.db")})
+    path.write_text(dumps(data))
+    line = CLI(path, tmp_path / "unused.db", CliRunner()).fail("init")
+    assert f'server.database = "{tmp_path}/afile/sub/helo.db"' in line
+    assert "a file is in the way" in line and "restore from backup" not in line
