@@ -65,3 +65,18 @@ def inbox_show(message_id: str) -> None:
                          "(see 'helo-smtp dev inbox')")
     data = {**_row(entry), "raw": entry.raw.decode("utf-8", "replace")}
     emit(data, lambda d: click.echo(d["raw"].replace("\r\n", "\n"), nl=False))
+
+
+@inbox.command("clear")
+@common
+def inbox_clear() -> None:
+    """Delete every message in the dev inbox.
+
+    \b
+    Example:
+      helo-smtp dev inbox clear --config config/dev.toml
+    """
+    cfg = app().cfg
+    n = mailbox.clear(cfg.dev.inbox_dir)
+    emit({"deleted": n, "inbox_dir": cfg.dev.inbox_dir},
+         lambda d: click.echo(f"deleted {d['deleted']} message(s) from {d['inbox_dir']}"))

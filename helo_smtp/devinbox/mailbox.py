@@ -96,3 +96,15 @@ def _entry(ident: str, key: str, mtime: float, raw: bytes) -> Entry:
 def prepare(path: str) -> None:
     """Create the Maildir (``new``, ``cur``, ``tmp``) if it is missing."""
     mailbox.Maildir(path, factory=None, create=True)
+
+
+def clear(path: str) -> int:
+    """Delete every message; returns how many there were."""
+    gone = 0
+    for sub in ("new", "cur"):
+        d = Path(path, sub)
+        for f in d.iterdir() if d.is_dir() else ():
+            if not f.name.startswith("."):
+                f.unlink()
+                gone += 1
+    return gone

@@ -59,3 +59,7 @@ def test_dev_inbox_catches_everything_and_the_cli_shows_it(scenario, sinks, tmp_
     missing = cli(config, "dev", "inbox", "show", "no-such-id")
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: no message 'no-such-id' in the dev inbox")
+
+    cleared = cli(config, "dev", "inbox", "clear")
+    assert cleared.returncode == 0 and "deleted 3 message(s)" in cleared.stdout
+    assert json.loads(cli(config, "dev", "inbox", "--json").stdout) == []
