@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from tests.support.outbound import capture_log
 from tests.support.relay import RelayHandle, base_config
 from tests.support.waiting import wait_for
 
-ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 def settings_keys() -> list[str]:
