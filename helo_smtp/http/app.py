@@ -24,11 +24,12 @@ from urllib.parse import quote
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from helo_smtp import metrics, tracking
 from helo_smtp.config import Config
 from helo_smtp.http import pages
+from helo_smtp.runtime import metrics
 from helo_smtp.store import Store
 from helo_smtp.store.engagement import Hit
+from helo_smtp.tracking import rewrite as tracking
 
 log = logging.getLogger("helo_smtp.http")
 

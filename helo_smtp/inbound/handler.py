@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from helo_smtp import errors, metrics
+from helo_smtp import errors
 from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG, HeloError
 from helo_smtp.inbound import headers, message, policy
@@ -27,6 +27,7 @@ from helo_smtp.inbound.addresses import AddressProblem, check_mailbox, domain_of
 from helo_smtp.inbound.capacity import Capacity
 from helo_smtp.inbound.directory import Directory
 from helo_smtp.models import ListenerMailType, MailType, NewMessage, uuid7
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 T = TypeVar("T")

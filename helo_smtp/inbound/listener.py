@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG, Reply
 from helo_smtp.inbound import tls
@@ -28,6 +27,7 @@ from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
 from helo_smtp.inbound.protocol import TLS_SHUTDOWN_TIMEOUT, HeloSMTP
 from helo_smtp.models import MailType
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from helo_smtp import metrics
 from helo_smtp.config import ListenerConfig
 from helo_smtp.errors import CATALOG, Reply
 from helo_smtp.inbound import addresses, auth, replies
 from helo_smtp.inbound.message import Trace
+from helo_smtp.runtime import metrics
 
 if TYPE_CHECKING:
     from helo_smtp.inbound.listener import InboundServer

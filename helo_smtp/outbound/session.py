@@ -26,7 +26,6 @@ from enum import StrEnum
 
 import aiosmtplib
 
-from helo_smtp import metrics
 from helo_smtp.models import BounceCategory
 from helo_smtp.outbound.mx import Route
 from helo_smtp.outbound.outcome import (
@@ -38,6 +37,7 @@ from helo_smtp.outbound.outcome import (
     local,
 )
 from helo_smtp.outbound.translate import FOREIGN_ERRORS, from_exception
+from helo_smtp.runtime import metrics
 
 OUT = metrics.CONNECTIONS_ACTIVE.labels(direction="out")
 

@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.errors import StoreError
 from helo_smtp.models import (
@@ -45,8 +44,9 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
+from helo_smtp.runtime import metrics
 from helo_smtp.store import Store
-from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
+from helo_smtp.tracking.rewrite import needs_personalization, personalize, tracking_secret
 
 log = logging.getLogger("helo_smtp.delivery")
 

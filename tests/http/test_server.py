@@ -7,9 +7,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helo_smtp import config as config_mod
-from helo_smtp import metrics, tracking
 from helo_smtp.config import HTTPConfig
 from helo_smtp.http.app import HTTPServer, parse_listen
+from helo_smtp.runtime import metrics
+from helo_smtp.tracking import rewrite as tracking
 from tests.http.helpers import enqueue, urls_for
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from helo_smtp import tracking
 from helo_smtp.http.pages import PIXEL_GIF
 from helo_smtp.models import MailType
+from helo_smtp.tracking import rewrite as tracking
 from tests.http.helpers import enqueue, urls_for
 
 A, B = "ann@example.test", "bob@other.test"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from helo_smtp import tracking
 from helo_smtp.models import SuppressionReason
+from helo_smtp.tracking import rewrite as tracking
 from tests.http.helpers import enqueue, urls_for
 
 A, B = "ann@example.test", "bob@other.test"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from helo_smtp import config, docsgen, errors
+from helo_smtp import config, errors
+from helo_smtp.cli import docsgen
 
 
 @pytest.mark.parametrize("rel", sorted(docsgen.GENERATORS))
@@ -61,7 +62,7 @@ def test_check_reports_a_stale_file(tmp_path):
 def test_hidden_docs_command_checks_without_writing():
     from click.testing import CliRunner
 
-    from helo_smtp.cli import cli
+    from helo_smtp.cli.main import cli
 
     before = {rel: (docsgen.ROOT / rel).stat().st_mtime_ns for rel in docsgen.GENERATORS}
     res = CliRunner().invoke(cli, ["docs", "--check"])

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helo_smtp import tracking
 from helo_smtp.config import HTTPConfig
 from helo_smtp.models import MailType, uuid7
+from helo_smtp.tracking import rewrite as tracking
 
 SECRET = b"unit-secret"
 BASE = "https://t.relay.test"

@@ -20,15 +20,18 @@ from typing import Any
 
 import click
 
-from helo_smtp import cli_config, deliverer, devsetup, tlscert
 from helo_smtp import store as store_mod
-from helo_smtp.cli_accounts import accounts, domains
-from helo_smtp.cli_channels import channels, credentials
-from helo_smtp.cli_common import app, common, emit, emit_table, note, table
-from helo_smtp.cli_messages import broadcasts, messages
-from helo_smtp.cli_queue import queue
-from helo_smtp.cli_suppressions import suppressions
+from helo_smtp import tlscert
+from helo_smtp.cli import config as cli_config
+from helo_smtp.cli import devsetup
+from helo_smtp.cli.accounts import accounts, domains
+from helo_smtp.cli.channels import channels, credentials
+from helo_smtp.cli.common import app, common, emit, emit_table, note, table
+from helo_smtp.cli.messages import broadcasts, messages
+from helo_smtp.cli.queue import queue
+from helo_smtp.cli.suppressions import suppressions
 from helo_smtp.errors import ConfigError, StoreError, UsageError
+from helo_smtp.runtime import deliverer
 from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.db import connect
 from helo_smtp.store.pg_schema import is_postgres_url, redact
@@ -264,7 +267,7 @@ def serve() -> None:
         finally:
             dev_store.close()
     shared = deliverer.share_metrics() if cfg.server.delivery_process else None
-    from helo_smtp import daemon
+    from helo_smtp.runtime import daemon
 
     try:
         _run(daemon.serve(cfg))
@@ -274,7 +277,7 @@ def serve() -> None:
 
 def _setup_logging(cfg: Any) -> None:
     try:
-        from helo_smtp import logs
+        from helo_smtp.runtime import logs
     except ImportError:
         logging.basicConfig(level=cfg.logging.level,
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -301,7 +304,7 @@ def docs(check: bool) -> None:
     Example:
       helo-smtp docs
     """
-    from helo_smtp import docsgen
+    from helo_smtp.cli import docsgen
 
     stale = docsgen.stale() if check else docsgen.write()
     if check and stale:

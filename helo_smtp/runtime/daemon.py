@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from helo_smtp import config as config_mod
-from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.models import MailType
+from helo_smtp.runtime import metrics
 from helo_smtp.store import Store
 
 log = logging.getLogger("helo_smtp.daemon")
@@ -141,7 +141,7 @@ class Relay:
 
 async def serve(cfg: Config) -> None:
     """``helo-smtp serve``: run until SIGTERM/SIGINT, reload on SIGHUP."""
-    from helo_smtp import sdnotify
+    from helo_smtp.runtime import sdnotify
 
     # Over RLIMIT_FSIZE a write must fail with EFBIG (the store answers 452 4.3.1), not kill
     # the relay with SIGXFSZ. CPython ignores it at start already; say so where it matters.
@@ -179,7 +179,7 @@ async def _start(cfg: Config) -> tuple[Relay, Any]:
         relay = Relay(cfg)
         await relay.start()
         return relay, None
-    from helo_smtp.deliverer import DeliveryProcess, HandOver
+    from helo_smtp.runtime.deliverer import DeliveryProcess, HandOver
 
     relay = Relay(cfg, deliver=False)
     child = DeliveryProcess(cfg)

@@ -98,7 +98,7 @@ class DeliveryProcess:
     async def _spawn(self) -> None:
         fd = self._theirs.fileno()
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "helo_smtp.deliverer", str(self.cfg.source), str(fd),
+            sys.executable, "-m", "helo_smtp.runtime.deliverer", str(self.cfg.source), str(fd),
             str(os.getpid()), pass_fds=(fd,))
         log.info("event=delivery_process_started pid=%d", self._proc.pid)
 
@@ -184,7 +184,7 @@ async def run_child(cfg: Any, channel_fd: int) -> None:
     """The delivery child: both workers, no listeners, until SIGTERM or the parent's exit."""
     import gc
 
-    from helo_smtp.daemon import Relay
+    from helo_smtp.runtime.daemon import Relay
 
     relay = Relay(cfg, accept=False)
     await relay.start()
@@ -248,13 +248,13 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m helo_smtp.deliverer CONFIG CHANNEL_FD PARENT_PID`` (``DeliveryProcess``)."""
+    """``python -m helo_smtp.runtime.deliverer CONFIG CHANNEL_FD PARENT_PID``."""
     # Until the loop's handler is in place a reload has nothing to do: this process is reading
     # the config afresh anyway. (Python's default for SIGHUP would end it.)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _die_with_parent(int(argv[3]))
     from helo_smtp import config as config_mod
-    from helo_smtp.cli import _run, _setup_logging
+    from helo_smtp.cli.main import _run, _setup_logging
 
     cfg = config_mod.load(argv[1])
     _setup_logging(cfg)
