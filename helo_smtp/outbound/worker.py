@@ -46,7 +46,8 @@ from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
 from helo_smtp.runtime import metrics
 from helo_smtp.store import Store
-from helo_smtp.tracking.rewrite import needs_personalization, personalize, tracking_secret
+from helo_smtp.tracking.rewrite import needs_personalization, personalize
+from helo_smtp.tracking.tokens import tracking_secret
 
 log = logging.getLogger("helo_smtp.delivery")
 
