@@ -13,11 +13,12 @@ from helo_smtp.store.admin import Admin
 from helo_smtp.store.broadcasts import Broadcasts
 from helo_smtp.store.channels import Channels
 from helo_smtp.store.credentials import Credentials
-from helo_smtp.store.db import CorruptDatabase, Database, connect
+from helo_smtp.store.db import CorruptDatabase, Database
 from helo_smtp.store.destinations import Destinations
 from helo_smtp.store.domains import Domains
 from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
+from helo_smtp.store.groupcommit import connect
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.suppressions import Suppressions
@@ -34,7 +35,9 @@ def migrate(path: str) -> list[str]:
     ``path`` is a SQLite file, or a ``postgresql://`` URL (then ``pg_schema`` is applied).
     """
     if pg_schema.is_postgres_url(path):
-        return pg_schema.migrate(_require_psycopg(path))
+        from helo_smtp.store.pg import migrate as pg_migrate
+
+        return pg_migrate(_require_psycopg(path))
     try:
         conn = connect(path)
     except sqlite3.DatabaseError as exc:

@@ -86,7 +86,7 @@ class Channels:
         Returns the number of recipients purged. Credentials scoped to it are revoked.
         """
         def fn(c: sqlite3.Connection) -> int:
-            from helo_smtp.store import queue  # local: queue imports channels' neighbours
+            import helo_smtp.store.queue as queue  # local: queue imports channels' neighbours
 
             ids = [r[0] for r in c.execute(
                 "SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id"

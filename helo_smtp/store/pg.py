@@ -37,6 +37,7 @@ from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from helo_smtp.errors import StorageFull, StoreError
+from helo_smtp.store.pg_schema import apply as apply_schema
 from helo_smtp.store.pg_schema import redact as _redact
 from helo_smtp.store.pg_writer import GroupWriter, commit_sql
 
@@ -178,6 +179,12 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {reason}") from None
     _configure(conn)
     return conn
+
+
+def migrate(url: str) -> list[str]:
+    """Create or upgrade the schema of the database at ``url``; safe to run on every start."""
+    with connect(url) as conn:
+        return apply_schema(conn)
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

@@ -23,6 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import helo_smtp.store.broadcasts as broadcasts
+import helo_smtp.store.events as events
+import helo_smtp.store.pg_queue as pg_queue
+import helo_smtp.store.suppressions as suppressions
 from helo_smtp.errors import IdempotencyConflict, SendLimitExceeded
 from helo_smtp.models import (
     SUPPRESSING_CATEGORIES,
@@ -35,7 +39,6 @@ from helo_smtp.models import (
     SuppressionReason,
     address_domain,
 )
-from helo_smtp.store import broadcasts, events, pg_queue, suppressions
 from helo_smtp.store.db import dialect
 from helo_smtp.store.recent import RecentMessages
 

@@ -26,7 +26,7 @@ def delivery_child(proc) -> int:
     """The one child of ``serve``: the delivery process."""
     kids = wait_for(lambda: children(proc.proc.pid), 10, what="the delivery process")
     assert len(kids) == 1, kids
-    assert "helo_smtp.runtime.deliverer" in cmdline(kids[0])
+    assert "helo_smtp.runtime.child" in cmdline(kids[0])
     return kids[0]
 
 
