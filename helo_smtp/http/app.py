@@ -26,8 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from helo_smtp.config import Config
 from helo_smtp.http import pages
+from helo_smtp.ports import Tracking
 from helo_smtp.runtime import metrics
-from helo_smtp.store import Store
 from helo_smtp.store.engagement import Hit
 from helo_smtp.tracking import tokens
 
@@ -54,7 +54,7 @@ def _user_agent(request: web.Request) -> str:
 class Routes:
     """Request handlers bound to one store and token secret."""
 
-    def __init__(self, store: Store, secret: bytes) -> None:
+    def __init__(self, store: Tracking, secret: bytes) -> None:
         self.store = store
         self.secret = secret
 
@@ -132,7 +132,7 @@ class Routes:
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unavailable\n")
 
 
-def build_app(store: Store, secret: bytes) -> web.Application:
+def build_app(store: Tracking, secret: bytes) -> web.Application:
     r = Routes(store, secret)
     app = web.Application(client_max_size=MAX_UNSUBSCRIBE_BODY)
     app.router.add_get("/o/{token}", r.open_pixel, allow_head=False)
@@ -147,7 +147,7 @@ def build_app(store: Store, secret: bytes) -> web.Application:
 class HTTPServer:
     """``await start()`` -> bound port (``[http] listen`` may use port 0); ``await stop()``."""
 
-    def __init__(self, cfg: Config, store: Store) -> None:
+    def __init__(self, cfg: Config, store: Tracking) -> None:
         self.cfg = cfg
         self.store = store
         self.port: int | None = None

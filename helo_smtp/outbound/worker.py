@@ -44,8 +44,8 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
+from helo_smtp.ports import Delivery
 from helo_smtp.runtime import metrics
-from helo_smtp.store import Store
 from helo_smtp.tracking.rewrite import needs_personalization, personalize
 from helo_smtp.tracking.tokens import tracking_secret
 
@@ -97,7 +97,7 @@ def session_params(cfg: Config, mail_type: MailType) -> SessionParams:
 class Worker:
     """Delivers one mail type (see the module text). Interface used by ``daemon.Relay``."""
 
-    def __init__(self, mail_type: MailType, cfg: Config, store: Store, resolver: MXResolver,
+    def __init__(self, mail_type: MailType, cfg: Config, store: Delivery, resolver: MXResolver,
                  node_id: str) -> None:
         self.mail_type = mail_type
         self.inline_load = False  # True in the delivery process: see _load_signed
@@ -229,7 +229,7 @@ class Worker:
     def _shared(self) -> bool:
         """Several nodes share the database: pacing and connection caps live in the store
         (``store.throttle``) so the pool's limits hold for the whole cluster, not per node."""
-        return getattr(self.store.db, "dialect", "sqlite") == "postgresql"
+        return self.store.backend.shared
 
     async def _hold_back(self, job: Job) -> float:
         """Seconds this group must wait before it may start (0: start now)."""
@@ -383,7 +383,7 @@ class Worker:
         10-20 % without it): a small message is read and signed right here; a big one, whose
         body hash would hold the loop for milliseconds, is still signed in a thread. On
         PostgreSQL the read is a round trip, so it never runs on the loop."""
-        if not (self.inline_load and self.store.db.reads_on_loop):
+        if not (self.inline_load and self.store.backend.reads_on_loop):
             return await asyncio.to_thread(self._load, message_id)
         msg = self._fetch(message_id)
         if msg is not None and len(msg.raw) > INLINE_SIGN_BYTES:

@@ -41,7 +41,7 @@ import sys
 import tempfile
 from typing import Any
 
-from helo_smtp.models import MailType
+from helo_smtp.models import MailType, StoredMessage
 
 log = logging.getLogger("helo_smtp.daemon")
 
@@ -125,7 +125,7 @@ class DeliveryProcess:
         """Tell the child there is new work of this type (never blocks)."""
         self._send(WAKE_CODES[mail_type])
 
-    def hand_over(self, msg: Any) -> None:
+    def hand_over(self, msg: StoredMessage) -> None:
         """Give the child a message just committed, for its first delivery (best effort)."""
         if len(msg.raw) <= HANDOVER_BYTES:
             self._send(HANDOVER + pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
@@ -154,20 +154,6 @@ class DeliveryProcess:
                 await self._task
         self._ours.close()
         self._theirs.close()
-
-
-class HandOver:
-    """The parent's ``queue.recent``: what it commits goes to the child's cache, not its own
-    (no worker in the parent would read it)."""
-
-    def __init__(self, child: DeliveryProcess) -> None:
-        self.add = child.hand_over
-
-    def get(self, message_id: str) -> None:
-        return None
-
-    def __len__(self) -> int:
-        return 0
 
 
 def _forget_metrics(pid: int) -> None:

@@ -74,12 +74,6 @@ class Channels:
                 f"UPDATE channels SET {', '.join(sets)} WHERE id = ?", (*args, channel_id)))
         return self.require(channel_id)
 
-    def queued_count(self, channel_id: str) -> int:
-        return self.db.read(lambda c: c.execute(
-            "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id"
-            " WHERE m.channel_id = ? AND r.state IN ('queued', 'deferred')",
-            (channel_id,)).fetchone()[0])
-
     def delete(self, channel_id: str, force: bool = False) -> int:
         """Delete (soft: history stays); with ``force``, queued recipients are purged.
 

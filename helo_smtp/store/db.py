@@ -50,6 +50,7 @@ class Database:
     """The SQLite database behind the store."""
 
     dialect = "sqlite"  # PgDatabase says "postgresql"
+    shared = False  # one node: pacing and connection caps live in the worker
     # A point read here is a B-tree lookup in pages already in memory (tens of microseconds;
     # WAL readers never wait for the writer), cheaper than the thread hop that would carry it
     # off the event loop. PgDatabase says False: its reads are network round trips.

@@ -197,6 +197,7 @@ class PgDatabase:
 
     dialect = "postgresql"
     reads_on_loop = False  # every read is a round trip to the server: off the loop
+    shared = True  # several nodes: pacing and connection caps live in the store
 
     def __init__(self, url: str, pool_size: int = POOL_SIZE, open_timeout: float = 10.0) -> None:
         self.path = self.url = url

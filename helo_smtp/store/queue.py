@@ -38,6 +38,7 @@ from helo_smtp.models import (
     StoredMessage,
     SuppressionReason,
     address_domain,
+    stored_message,
 )
 from helo_smtp.store.db import dialect
 from helo_smtp.store.recent import RecentMessages
@@ -293,15 +294,18 @@ class Queue:
         self.recent = RecentMessages()
 
     async def enqueue(self, msg: NewMessage) -> EnqueueResult:
-        """Commit the message; resolves only when the COMMIT is on disk."""
-        lifetime = self.lifetimes[msg.mail_type]
-        result = await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
+        """Commit the message and keep it in ``recent`` for its first delivery in this
+        process; resolves only when the COMMIT is on disk."""
+        result = await self.commit(msg)
         if not result.replayed and msg.recipients:
-            self.recent.add(StoredMessage(
-                msg.id, msg.account_id, msg.channel_id, msg.mail_type, msg.sender, msg.raw,
-                msg.track_opens, msg.track_links, result.broadcast_id, msg.tags, msg.metadata,
-                msg.created_at))
+            self.recent.add(stored_message(msg, result.broadcast_id))
         return result
+
+    async def commit(self, msg: NewMessage) -> EnqueueResult:
+        """Commit the message; resolves only when the COMMIT is on disk. Who delivers it is
+        told by the caller (``inbound/handler.py``: its ``committed`` hook)."""
+        lifetime = self.lifetimes[msg.mail_type]
+        return await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
 
     async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
                     now: float | None = None) -> list[ClaimedRecipient]:
