@@ -1,1 +1,2 @@
-"""Running the relay: start-up, reload and the pieces the daemon wires together."""
+"""The running relay: the daemon, the delivery process, signals, sdnotify, logs, metrics,
+reload (reloadplan.py) and start-up errors (startup.py)."""

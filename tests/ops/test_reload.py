@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from helo_smtp import config as config_mod
-from helo_smtp import logs
 from helo_smtp.models import MailType
-from helo_smtp.runtime import reloadplan
+from helo_smtp.runtime import logs, reloadplan
 from tests.ops.test_serve import message, submit
 from tests.support.configfile import dumps, write_config
 from tests.support.net import NET

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from helo_smtp.cli_common import app, common, emit, iso, note, table
+from helo_smtp.cli.common import app, common, emit, iso, note, table
 from helo_smtp.devinbox import mailbox
 from helo_smtp.errors import UsageError
 
