@@ -127,7 +127,7 @@ def program(argv: list[str]) -> tuple[str, list[str]]:
 
 def parse_helo_smtp(args: list[str]) -> click.Command:
     """Parse ``helo-smtp ARGS`` down to the leaf command; raises click's UsageError."""
-    from helo_smtp.cli import cli
+    from helo_smtp.cli.main import cli
 
     ctx = cli.make_context("helo-smtp", list(args), resilient_parsing=False)
     cmd: click.Command = cli
