@@ -7,7 +7,9 @@ and every step is a bytes operation over the whole message:
 
 - only ``<CRLF>.<CRLF>`` ends the data; a bare CR or LF around the dot never does (SMTP
   smuggling). The data starts at a line start, so ``.<CRLF>`` first is an empty message;
-- transparency is undone at CRLF line starts only (RFC 5321 §4.5.2 defines lines by CRLF);
+- transparency is undone at CRLF line starts (RFC 5321 §4.5.2); after a bare LF only a
+  doubled dot loses one: smtplib stuffs there, curl and most scripts do not, and a single
+  leading dot is content either way (docs/decisions.md, "Bare-LF messages");
 - the size limit counts the octets as sent (dot-stuffed, like ``SIZE=``, RFC 1870); past it
   the data is read to its end and dropped, so memory stays bounded;
 - bare CR and LF become CRLF (SPEC §5), skipped when the data is already CRLF only;
@@ -18,6 +20,7 @@ and every step is a bytes operation over the whole message:
 from __future__ import annotations
 
 import asyncio
+import re
 
 from helo_smtp.errors import MessageTooLarge
 from helo_smtp.inbound.headers import normalise_line_ends
@@ -25,7 +28,7 @@ from helo_smtp.inbound.headers import normalise_line_ends
 END = b"\r\n.\r\n"
 #: Octets of a line before its CRLF (RFC 5321 §4.5.3.1.6: 1000 with the CRLF).
 MAX_LINE = 998
-_WSP = (0x20, 0x09)
+_LF_STUFFED = re.compile(rb"(?<!\r)\n\.\.")
 # read(n) returns what is buffered, up to n: large enough to take it all in one call.
 _TAKE_ALL = 1 << 30
 
@@ -37,6 +40,8 @@ async def read(reader: asyncio.StreamReader, limit: int | None) -> bytes:
     ``ConnectionResetError`` when the stream ends first. Bytes after the end of data (the
     next pipelined commands) are left in ``reader``."""
     wire = await _until_end(reader, limit)
+    if wire.count(b"\n") != wire.count(b"\r\n"):  # bare LFs (rare): see the module doc
+        wire = _LF_STUFFED.sub(b"\n.", wire)
     content = (b"\r\n" + wire).replace(b"\r\n.", b"\r\n")[2:]  # RFC 5321 §4.5.2
     return fold_long_lines(normalise_line_ends(content))
 
