@@ -6,12 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real peers the suite talks to: swaks (a client no one here wrote, with TLS), Postfix (its
-# smtp-sink/smtp-source, and as a SASL relay/smarthost client: sasl2-bin, libsasl2-modules),
-# PostgreSQL for the multi-node store tests, nmap's open-relay probe. Installed when we can
-# (root + apt); the tests that need them say so.
-bash tests/apt-install.sh swaks libnet-ssleay-perl postfix sasl2-bin libsasl2-modules \
-  postgresql nmap
+# Real peers the suite talks to: swaks and curl (clients no one here wrote, with TLS), Postfix
+# (its smtp-sink/smtp-source, and as a SASL relay/smarthost client: sasl2-bin,
+# libsasl2-modules), PostgreSQL for the multi-node store tests, nmap's open-relay probe, systemd's
+# tools for the unit-file tests, Node.js for nodemailer. Installed when we can (root + apt); a
+# test whose tool is missing skips on a laptop and fails the run in CI (tests/support/noskip.py).
+bash tests/apt-install.sh swaks libnet-ssleay-perl curl postfix sasl2-bin libsasl2-modules \
+  postgresql nmap systemd
+# Node from any source will do (NodeSource's nodejs ships npm, Debian's has it apart).
+command -v npm >/dev/null 2>&1 || bash tests/apt-install.sh nodejs npm
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -24,6 +27,9 @@ fi
 if command -v npm >/dev/null 2>&1; then
   npm ci --no-audit --no-fund --silent --prefix tests/clients/node >/dev/null
 fi
+
+# The per-test timeout and the CI rule (no skip but chaos) are in pyproject.toml's pytest
+# options, so they hold for any pytest run, not only this script's.
 
 .venv/bin/python -m pytest -n auto "$@"
 
