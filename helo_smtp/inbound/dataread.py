@@ -20,7 +20,7 @@ and every step is a bytes operation over the whole message:
 from __future__ import annotations
 
 import asyncio
-import re
+import itertools
 
 from helo_smtp.errors import MessageTooLarge
 from helo_smtp.inbound.headers import normalise_line_ends
@@ -28,7 +28,6 @@ from helo_smtp.inbound.headers import normalise_line_ends
 END = b"\r\n.\r\n"
 #: Octets of a line before its CRLF (RFC 5321 §4.5.3.1.6: 1000 with the CRLF).
 MAX_LINE = 998
-_LF_STUFFED = re.compile(rb"(?<!\r)\n\.\.")
 # read(n) returns what is buffered, up to n: large enough to take it all in one call.
 _TAKE_ALL = 1 << 30
 
@@ -40,8 +39,8 @@ async def read(reader: asyncio.StreamReader, limit: int | None) -> bytes:
     ``ConnectionResetError`` when the stream ends first. Bytes after the end of data (the
     next pipelined commands) are left in ``reader``."""
     wire = await _until_end(reader, limit)
-    if wire.count(b"\n") != wire.count(b"\r\n"):  # bare LFs (rare): see the module doc
-        wire = _LF_STUFFED.sub(b"\n.", wire)
+    if b"\n.." in wire:  # a doubled dot after a LF: see the module doc
+        wire = _unstuff_after_bare_lf(wire)
     content = (b"\r\n" + wire).replace(b"\r\n.", b"\r\n")[2:]  # RFC 5321 §4.5.2
     return fold_long_lines(normalise_line_ends(content))
 
@@ -66,6 +65,16 @@ async def _until_end(reader: asyncio.StreamReader, limit: int | None) -> bytes:
             dropped += scanned
             del buf[:scanned]
             scanned = 0
+
+
+def _unstuff_after_bare_lf(wire: bytes) -> bytes:
+    """``\\n..`` becomes ``\\n.`` where the LF is bare; a Python step per such dot, not per line."""
+    parts = wire.split(b"\n..")
+    out = [parts[0]]
+    for before, part in itertools.pairwise(parts):
+        # an empty ``before`` follows another "\n..": the octet before this LF is a dot
+        out += (b"\n.." if before.endswith(b"\r") else b"\n.", part)
+    return b"".join(out)
 
 
 def _give_back(reader: asyncio.StreamReader, rest: bytearray) -> None:

@@ -57,6 +57,8 @@ async def test_transparency_after_crlf_and_after_a_bare_lf():
     # curl without --crlf does not: a doubled dot loses one, a single dot is content
     content, _ = await _read(b".c\r\n...d\n.e\n..f\r\r\n..g\n\r\n.\r\n")
     assert content == b"c\r\n..d\r\n.e\r\n.f\r\n\r\n.g\r\n\r\n"
+    content, _ = await _read(b"\n..a\n..\n..\n...b\r\n.\r\n")  # adjacent, and first
+    assert content == b"\r\n.a\r\n.\r\n.\r\n..b\r\n"
 
 
 async def test_bare_lf_message_of_any_length_is_read_and_normalised():
