@@ -45,6 +45,7 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
+from helo_smtp.outbound.slots import ClusterSlots, NoSlot
 from helo_smtp.store import Store
 from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
 
@@ -108,9 +109,12 @@ class Worker:
         self.caps = ConnectionCaps.for_pool(pool)
         self.pacer = Pacer(pool, store.destinations, pool=mail_type.value)
         self.cache = ConnectionCache(cfg.delivery.idle_connection_seconds)
+        self.slots = ClusterSlots(store.throttle, mail_type.value, node_id, self._slot_cap,
+                                  lambda: self.cfg.delivery.lease_seconds)
         self.transport = Transport(session_params(cfg, mail_type),
                                    tls_contexts(cfg.delivery.tls_ca_file), self.caps,
-                                   self.cache, SourceAddresses(pool.source_addresses))
+                                   self.cache, SourceAddresses(pool.source_addresses),
+                                   self.slots)
         self.signer = Signer(store.domains)
         self._secret: bytes | None = None
         self._jobs: dict[asyncio.Task[None], Job] = {}
@@ -288,12 +292,6 @@ class Worker:
         recorded = False
         try:
             await self.caps.acquire(job.domain)
-            slot = await self._cluster_slot(job.domain)
-            if slot is None:  # every node together holds the domain's cap: come back later
-                self.caps.release(job.domain)
-                await self.store.queue.release(job.ids, time.time() + CLUSTER_BUSY_DELAY)
-                recorded = True
-                return
             try:
                 if self._stopping:
                     return
@@ -303,8 +301,10 @@ class Worker:
                 self._timed(job.domain, time.monotonic() - began)
             finally:
                 self.caps.release(job.domain)
-                await self._free_slot(job.domain, slot)
             await self._record(job.rows, self._results(job, settled))
+            # No cluster connection slot (slots.NoSlot): the rest come back in a moment.
+            await self.store.queue.release([i for i in job.ids if i not in settled],
+                                           time.time() + CLUSTER_BUSY_DELAY)
             recorded = True
         except StoreError as exc:
             # The store cannot take the outcome (disk full, database away): an expected fault,
@@ -325,24 +325,10 @@ class Worker:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(self.store.queue.release(job.ids, time.time()))
 
-    async def _cluster_slot(self, domain: str) -> int | None:
-        """A per-domain connection slot shared by every node (-1: no shared cap here).
-
-        The slot's lease outlives the longest delivery (``total_deadline``), so it needs no
-        renewal; a node that dies holding it frees it when the lease lapses.
-        """
-        cap = self.cfg.pool(self.mail_type).per_domain_connections
-        if not self._shared or cap <= 0:
-            return -1
-        lease = self.cfg.delivery.total_deadline + 30.0
-        return await self.store.throttle.acquire_slot(self.mail_type.value, domain, cap,
-                                                      self.node, lease)
-
-    async def _free_slot(self, domain: str, slot: int | None) -> None:
-        if slot is not None and slot >= 0:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.throttle.release_slot(
-                    self.mail_type.value, domain, slot, self.node))
+    def _slot_cap(self, domain: str) -> int:
+        """The cluster-wide connection cap of a destination (0: one node, no shared slots).
+        Each open connection holds a slot, idle or not (``slots.py``)."""
+        return self.cfg.pool(self.mail_type).per_domain_connections if self._shared else 0
 
     def _timed(self, domain: str, seconds: float) -> None:
         if len(self._seconds) >= DURATION_DOMAINS and domain not in self._seconds:
@@ -365,6 +351,9 @@ class Worker:
         except TimeoutError:
             attempt.abort(local("deadline", "4.4.2", "delivery deadline reached",
                                 BounceCategory.CONNECTION))
+        except NoSlot:  # the cluster's connections to the domain are all open: not an attempt
+            log.debug("event=cluster_busy mail_type=%s domain=%s", self.mail_type.value,
+                      job.domain)
         finally:
             attempt.close()  # cancelled mid-session: the connection goes, not to the cache
         return attempt.results
@@ -456,16 +445,21 @@ class Worker:
 
     # ---- housekeeping ------------------------------------------------------------------
     async def _housekeeping(self) -> None:
-        """Close idle connections past their time; renew the leases of rows in flight."""
+        """Close idle connections past their time; renew the leases of rows in flight and of
+        the cluster slots open connections hold."""
         renew_at = time.monotonic() + self.cfg.delivery.lease_seconds / 3
         while True:
             await asyncio.sleep(min(TICK, self.cfg.delivery.lease_seconds / 3))
             await self._quit_idle(self.cache.expired())
-            if time.monotonic() >= renew_at and self._jobs:
-                lease = self.cfg.delivery.lease_seconds
+            self.slots.sweep()
+            if time.monotonic() < renew_at:
+                continue
+            lease = self.cfg.delivery.lease_seconds
+            await self.slots.renew()
+            if self._jobs:
                 ids = [i for job in list(self._jobs.values()) for i in job.ids]
                 try:
                     await self.store.queue.extend(ids, self.node, time.time() + lease)
                 except Exception:  # a failed renewal only risks a re-delivery
                     log.exception("event=lease_renewal_failed count=%d", len(ids))
-                renew_at = time.monotonic() + lease / 3
+            renew_at = time.monotonic() + lease / 3

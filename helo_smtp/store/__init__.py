@@ -18,6 +18,7 @@ from helo_smtp.store.destinations import Destinations
 from helo_smtp.store.domains import Domains
 from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
+from helo_smtp.store.nodes import Nodes
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.suppressions import Suppressions
@@ -78,6 +79,7 @@ class Store:
         self.engagement = Engagement(db)
         self.destinations = Destinations(db)
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
+        self.nodes = Nodes(db)  # heartbeats: which nodes are alive, under which names
 
     @classmethod
     def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import Future
 from typing import Any
 
 POOL_KEY = ""  # the bucket of the whole pool is stored under an empty domain
@@ -141,6 +142,24 @@ class Throttle:
             await self.db.awrite(lambda c: c.execute(
                 "DELETE FROM connection_slots WHERE pool = ? AND domain = ? AND slot = ?"
                 " AND holder = ?", (pool, domain.lower(), slot, holder)))
+
+    def release_slot_later(self, pool: str, domain: str, slot: int, holder: str
+                           ) -> Future[Any]:
+        """``release_slot`` from synchronous code (a connection's close): not awaited."""
+        return self.db.submit(lambda c: c.execute(
+            "DELETE FROM connection_slots WHERE pool = ? AND domain = ? AND slot = ?"
+            " AND holder = ?", (pool, domain.lower(), slot, holder)))
+
+    async def renew_slots(self, pool: str, slots: list[tuple[str, int]], holder: str,
+                          lease: float, now: float | None = None) -> None:
+        """Extend the leases of the (domain, slot) pairs ``holder`` holds, in one write."""
+        if not slots:
+            return
+        until = (time.time() if now is None else now) + lease
+        await self.db.awrite(lambda c: c.executemany(
+            "UPDATE connection_slots SET lease_until = ? WHERE pool = ? AND domain = ?"
+            " AND slot = ? AND holder = ?",
+            [(until, pool, d.lower(), n, holder) for d, n in slots]))
 
     def release_holder(self, holder: str) -> int:
         """At start: slots a previous process of this node held are void."""

@@ -1,0 +1,1 @@
+"""What runs the relay process: node identity and the delivery process's supervision."""
