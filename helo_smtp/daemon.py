@@ -16,7 +16,7 @@ from helo_smtp import config as config_mod
 from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.models import MailType
-from helo_smtp.runtime.node import NodeClaim, NodeInUse
+from helo_smtp.runtime.node import NodeClaim, NodeInUse, give_back
 from helo_smtp.store import Store
 
 log = logging.getLogger("helo_smtp.daemon")
@@ -210,6 +210,7 @@ async def _start(cfg: Config) -> tuple[Relay, Any]:
     await relay.start()
     assert relay.store is not None
     relay.store.queue.recent = HandOver(child)  # just-committed bytes go to the deliverer
+    child.on_exit = lambda: give_back(relay.store, node_id(cfg))
     await child.start()
     return relay, child
 

@@ -302,9 +302,8 @@ class Worker:
             finally:
                 self.caps.release(job.domain)
             await self._record(job.rows, self._results(job, settled))
-            # No cluster connection slot (slots.NoSlot): the rest come back in a moment.
-            await self.store.queue.release([i for i in job.ids if i not in settled],
-                                           time.time() + CLUSTER_BUSY_DELAY)
+            if len(settled) < len(job.ids):  # no cluster connection slot (slots.NoSlot)
+                await self._busy(job, settled)
             recorded = True
         except StoreError as exc:
             # The store cannot take the outcome (disk full, database away): an expected fault,
@@ -324,6 +323,17 @@ class Worker:
             if not recorded:  # stopped or cancelled before an outcome: back to the queue
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(self.store.queue.release(job.ids, time.time()))
+
+    async def _busy(self, job: Job, settled: dict[int, Settled]) -> None:
+        """Every cluster connection to the domain is open: the rows come back in a moment,
+        and the shared tokens they took go back to the bucket (nothing was sent)."""
+        await self.store.queue.release([i for i in job.ids if i not in settled],
+                                       time.time() + CLUSTER_BUSY_DELAY)
+        if not settled:
+            pool = self.cfg.pool(self.mail_type)
+            await self.store.throttle.give_back(
+                self.mail_type.value, job.domain, self._transactions(job), pool_rate=pool.rate,
+                domain_rate=self.pacer.domain_rate(job.domain))
 
     def _slot_cap(self, domain: str) -> int:
         """The cluster-wide connection cap of a destination (0: one node, no shared slots).

@@ -156,3 +156,11 @@ class NodeClaim:
         if self.lock is not None:
             self.lock.close()
             self.lock = None
+
+
+def give_back(store: Store, node_id: str) -> None:
+    """The node's delivery process is gone: its queue leases and connection slots are free."""
+    released = store.queue.release_node(node_id)
+    store.throttle.release_holder(node_id)
+    if released:
+        log.info("event=leases_released count=%d node=%s", released, node_id)

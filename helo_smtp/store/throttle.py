@@ -116,6 +116,15 @@ class Throttle:
         return await self.db.awrite(lambda c: take_pair_in(c, pool, domain, n, pool_rate,
                                                            domain_rate, t))
 
+    async def give_back(self, pool: str, domain: str, n: int = 1, *, pool_rate: float,
+                        domain_rate: float) -> None:
+        """Undo a ``take`` whose messages did not go (no connection slot was free)."""
+        def undo(c: sqlite3.Connection) -> None:
+            for key, rate in ((domain.lower(), domain_rate), (POOL_KEY, pool_rate)):
+                if rate > 0:
+                    _give_back_in(c, pool, key, rate, n)
+        await self.db.awrite(undo)
+
     async def acquire_slot(self, pool: str, domain: str, cap: int, holder: str,
                            lease: float, now: float | None = None) -> int | None:
         """A connection slot to ``domain`` for ``holder`` (a node id) for ``lease`` seconds;
