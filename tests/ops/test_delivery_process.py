@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 from tests.ops.test_serve import RCPT, message, submit
-from tests.support.outbound import extra_sinks  # noqa: F401 - fixture
 from tests.support.process import children
 from tests.support.waiting import wait_for
 
