@@ -20,6 +20,7 @@ when its heartbeat and its leases lapse, ``lease_seconds`` after its last renewa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -59,6 +60,16 @@ class ClusterSlots:
         if slot is None:
             raise NoSlot(domain)
         return int(slot)
+
+    async def all_elsewhere(self, domain: str) -> bool:
+        """Other nodes hold every slot of ``domain``: a delivery here could not open a
+        connection, so it should not take the shared tokens either."""
+        cap = self.cap(domain)
+        if cap <= 0:
+            return False
+        held = await asyncio.to_thread(self.throttle.held_by_others, self.pool, domain,
+                                       self.node)
+        return held >= cap
 
     def bind(self, conn: Connection, domain: str, slot: int | None) -> None:
         """``conn`` holds ``slot`` until it closes."""

@@ -245,6 +245,8 @@ class Worker:
         # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
         # the rows back (store.queue.release) instead of holding a lease or a connection.
         if self._shared:
+            if await self.slots.all_elsewhere(job.domain):  # no connection possible here now
+                return CLUSTER_BUSY_DELAY
             pool = self.cfg.pool(self.mail_type)
             return await self.store.throttle.take(
                 self.mail_type.value, job.domain, self._transactions(job), pool_rate=pool.rate,

@@ -101,12 +101,14 @@ class NodeClaim:
         self.lease = lease
         self.instance = uuid.uuid4().hex
         self.lock: IO[bytes] | None = None
+        self.exclusive = True
 
     def take(self, exclusive: bool = True) -> None:
         """Claim the name; NodeInUse (one line) when a live process holds it.
 
         ``exclusive=False`` (relays inside the tests' own process): write the heartbeat
         whatever holds the name, and take no file lock."""
+        self.exclusive = exclusive
         if exclusive:
             self.lock = lock_database(self.store.db.path)
         now = time.time()
@@ -140,7 +142,7 @@ class NodeClaim:
                 log.error("event=heartbeat_failed node=%s error=%s", self.node_id,
                           type(exc).__name__)
                 continue
-            if not ours:
+            if not ours and self.exclusive:
                 log.error("event=node_identity_lost node=%s msg=another process took this "
                           "node_id; stopping", self.node_id)
                 on_lost()

@@ -181,6 +181,15 @@ class Throttle:
             "SELECT count(*) FROM connection_slots WHERE pool = ? AND domain = ?"
             " AND lease_until > ?", (pool, domain.lower(), t)).fetchone()[0])
 
+    def held_by_others(self, pool: str, domain: str, holder: str,
+                       now: float | None = None) -> int:
+        """Live slots of ``domain`` that holders other than ``holder`` have."""
+        t = time.time() if now is None else now
+        return self.db.read(lambda c: c.execute(
+            "SELECT count(*) FROM connection_slots WHERE pool = ? AND domain = ?"
+            " AND lease_until > ? AND holder <> ?", (pool, domain.lower(), t, holder)
+        ).fetchone()[0])
+
     def prune(self, now: float | None = None) -> int:
         """Forget full buckets (their state is the default) and lapsed slots."""
         t = time.time() if now is None else now
