@@ -42,7 +42,9 @@ def section(path: Path = RESULTS) -> str:
         f" destination at `per_domain_rate = {p['rate']:g}`, `per_domain_connections ="
         f" {p['connections']}`, `lease_seconds = {p['lease']:g}`; the destination answers DATA"
         f" after {p['data_delay']} s, so the rate cap needs all {p['connections']} connections;"
-        " one node SIGKILLed after 40 % of the backlog). Measured at the destination. The"
+        " the node with the most connections open SIGKILLed after 40 % of the backlog)."
+        " Measured at the destination; a duplicate is a message the killed node had sent"
+        " but not yet recorded (RFC 5321 §6.1). The"
         f" machine was busy with other work (2 cores, load average {p['load']:.0f} at the end),"
         " so rates below the cap are CPU starvation, not pacing. See docs/scaling.md.", "",
         table(run["rows"]), ""])

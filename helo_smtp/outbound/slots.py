@@ -23,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from helo_smtp.outbound.session import Connection
 
 log = logging.getLogger("helo_smtp.delivery")
+
+LOOK_AGAIN = 0.25  # seconds an answer of ``all_elsewhere`` is reused (one read per domain)
 
 
 class NoSlot(Exception):
@@ -46,6 +49,7 @@ class ClusterSlots:
         self.cap = cap  # the cluster-wide cap of a domain (0: none, or not shared)
         self.lease = lease
         self._held: dict[Connection, tuple[str, int]] = {}
+        self._elsewhere: dict[str, tuple[float, bool]] = {}  # domain -> (when, all held)
 
     def tag(self, domain: str) -> str:
         """The idle-cache partition of connections to ``domain`` ("" when uncapped)."""
@@ -67,9 +71,15 @@ class ClusterSlots:
         cap = self.cap(domain)
         if cap <= 0:
             return False
-        held = await asyncio.to_thread(self.throttle.held_by_others, self.pool, domain,
-                                       self.node)
-        return held >= cap
+        now = time.monotonic()
+        seen = self._elsewhere.get(domain)
+        if seen is None or now - seen[0] > LOOK_AGAIN:
+            held = await asyncio.to_thread(self.throttle.held_by_others, self.pool, domain,
+                                           self.node)
+            if len(self._elsewhere) > 10_000:
+                self._elsewhere.clear()
+            seen = self._elsewhere[domain] = (now, held >= cap)
+        return seen[1]
 
     def bind(self, conn: Connection, domain: str, slot: int | None) -> None:
         """``conn`` holds ``slot`` until it closes."""
