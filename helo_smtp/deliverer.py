@@ -45,7 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from helo_smtp.models import MailType
-from helo_smtp.runtime.childwatch import ChildWatch, ping_timeout, pong
+from helo_smtp.runtime.childwatch import READY, ChildWatch, ping_timeout, pong
 
 log = logging.getLogger("helo_smtp.daemon")
 
@@ -257,6 +257,8 @@ async def run_child(cfg: Any, channel_fd: int) -> None:
         loop.add_signal_handler(sig, done.set)
     loop.add_signal_handler(signal.SIGHUP, relay.reload)
     log.info("event=delivery_started pid=%d", os.getpid())
+    with contextlib.suppress(OSError):
+        channel.send(READY)  # the parent's pings start now
     await done.wait()
     loop.remove_reader(channel_fd)
     await relay.stop()
