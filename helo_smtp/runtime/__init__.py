@@ -1,1 +1,2 @@
-"""What runs the relay process: node identity and the delivery process's supervision."""
+"""The running relay: the daemon, the delivery process and its supervision, node identity,
+signals, sdnotify, logs, metrics."""

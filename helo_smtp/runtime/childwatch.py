@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from helo_smtp import sdnotify
+from helo_smtp.runtime import sdnotify
 
 log = logging.getLogger("helo_smtp.daemon")
 
