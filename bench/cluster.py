@@ -31,11 +31,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import trustme
-
 from bench import cluster_report
 from helo_smtp.models import MailType
 from helo_smtp.store import Store
+from tests.pg.bench_nodes import _cert  # the same throwaway certificate
 from tests.pg.nodeproc import RelayNode as Node
 from tests.support.configfile import write_config
 from tests.support.localdns import LocalDNS
@@ -49,14 +48,6 @@ RATE, CONNECTIONS, LEASE = 20.0, 4, 10.0
 DATA_DELAY = 0.15
 WINDOW = 2.0
 _MID = re.compile(rb"Message-ID: <([^>]+)>", re.IGNORECASE)
-
-
-def _cert(workdir: Path) -> tuple[str, str]:
-    cert = trustme.CA().issue_cert("relay.test", "127.0.0.1")
-    cert_file, key_file = workdir / "cert.pem", workdir / "key.pem"
-    cert_file.write_bytes(b"".join(pem.bytes() for pem in cert.cert_chain_pems))
-    cert.private_key_pem.write_to_path(str(key_file))
-    return str(cert_file), str(key_file)
 
 
 def _rate(times: list[float], start: float, end: float) -> float:

@@ -1,9 +1,10 @@
 """One delivery job: the claimed recipients of one message at one domain, delivered.
 
 ``DeliveryJob`` is the second half of a worker (``worker.py`` claims, paces and spawns; this
-delivers): take a cluster connection slot when the store is shared, load and sign the message
-(personalized per recipient before signing, ``tracking.personalize``), run the attempt
-(``delivery.py``), and record what each recipient's verdict says (``records.py``).
+delivers): load and sign the message (personalized per recipient before signing,
+``tracking.personalize``), run the attempt (``delivery.py``; on a shared store each connection
+it opens holds a cluster slot, ``slots.py``), and record what each recipient's verdict says
+(``records.py``); rows no slot was free for go back to the claimer (``_busy``).
 """
 
 from __future__ import annotations
