@@ -33,11 +33,13 @@ fi
 
 .venv/bin/python -m pytest -n auto "$@"
 
-# The submission, delivery and broadcast suites once more with the store on PostgreSQL (the
-# backend several relay nodes share); tests of SQLite internals are marked sqlite_only. Only
-# for a whole-suite run: a run of chosen test paths stops above.
+# The submission, end-to-end and broadcast suites once more with the store on PostgreSQL (the
+# backend several relay nodes share); tests of SQLite internals are marked sqlite_only.
+# tests/outbound is not repeated: its tests take both backends as a parameter
+# (tests/outbound/conftest.py). Only for a whole-suite run: a run of chosen test paths stops
+# above.
 for arg in "$@"; do
   case "$arg" in tests*|*.py*) exit 0 ;; esac
 done
 HELO_TEST_BACKEND=postgresql .venv/bin/python -m pytest -n auto "$@" \
-  tests/inbound tests/outbound tests/e2e tests/broadcast
+  tests/inbound tests/e2e tests/broadcast
