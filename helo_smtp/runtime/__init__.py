@@ -1,2 +1,2 @@
-"""The running relay: the daemon, the delivery process, signals, sdnotify, logs, metrics,
-reload (reloadplan.py) and start-up errors (startup.py)."""
+"""The running relay: the daemon, the delivery process and its supervision, node identity,
+signals, sdnotify, logs, metrics, reload (reloadplan.py) and start-up errors (startup.py)."""
