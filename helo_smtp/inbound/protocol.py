@@ -137,7 +137,13 @@ class HeloSMTP(SMTP):
     def eof_received(self) -> bool | None:
         if self._refused:
             return False
-        return super().eof_received()
+        super().eof_received()  # cancels the session task, feeds EOF to the reader
+        # Close now (False), never keep the half-open transport (asyncio's StreamReader says
+        # True). aiosmtpd leaves the closing to its session task, but that task was just
+        # cancelled: when EOF comes before the task's first step (uvloop reports a connect
+        # and a close in one loop pass: a TCP health check), nothing closed the transport,
+        # connection_lost never ran, and the slots stayed taken until the idle timeout.
+        return False
 
     def _timeout_cb(self) -> None:
         if self.busy:
