@@ -5,8 +5,8 @@ Only the header block is parsed (``email`` package, ``policy.default``), and onl
 rules read are decoded: the control headers and ``Subject``; ``From`` and ``Sender`` are
 read from the raw field by the strict ``mailboxes`` parser. Parsing every field and
 the body cost about 0.5 ms of a 4 KiB message, the largest part of accepting one. The bytes
-that are stored are the client's bytes with only the header block edited (``headers``), unless
-a template is filled, which parses the whole message and re-encodes the parts.
+that are stored are the client's bytes with only the fields we add or remove edited
+(``headers``); a template rewrites the Subject field and the text parts it fills, nothing else.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import email.utils
 import ipaddress
 import re
 from dataclasses import dataclass
+from email.header import Header
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
-from typing import Any
+from email.parser import BytesHeaderParser
 
 from helo_smtp.errors import NulCharacters, TemplatingError, ValidationError
 from helo_smtp.inbound import controls, headers, mailboxes, templates
 from helo_smtp.inbound.controls import DETAILS, Controls
+from helo_smtp.mime import textparts
 
-_PARSER = BytesParser(policy=email.policy.default)
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
 
 
@@ -88,7 +88,11 @@ def _sender_domains(fields: list[headers.Field], rest: bytes) -> list[str]:
 
 
 def fill_templates(inc: Incoming) -> tuple[bytes, str]:
-    """(message bytes, subject) with placeholders filled when template data was sent."""
+    """(message bytes, subject) with placeholders filled when template data was sent.
+
+    Only the bytes that must change are rewritten (SPEC §14): the Subject field and the
+    text/plain and text/html parts (``mime.textparts``); every other header field and part
+    stays byte for byte as received, never re-parsed and re-serialised."""
     data = inc.controls.template_data
     if data is None:
         return inc.data, inc.subject
@@ -96,25 +100,24 @@ def fill_templates(inc: Incoming) -> tuple[bytes, str]:
     if "\r" in subject or "\n" in subject:
         raise TemplatingError()
     controls.check_subject(subject)
-    msg = _PARSER.parsebytes(inc.data)
-    if "Subject" in msg:
-        msg.replace_header("Subject", subject)
-    for part in msg.walk():
-        _fill_part(part, data)
-    return msg.as_bytes(policy=email.policy.SMTP), subject
+    fields, rest = headers.split(inc.data)
+    if subject != inc.subject:
+        i = next(i for i, f in enumerate(fields) if f.name == "subject")
+        fields[i] = headers.make_field("Subject", _subject_value(subject))
+    head, body = b"".join(f.raw for f in fields), rest.removeprefix(b"\r\n")
+    new = textparts.edit_text_parts(
+        head, body, lambda subtype, text: templates.render(text, data, subtype == "html"))
+    if new is not None:
+        head, body = new
+    return head + b"\r\n" + body, subject
 
 
-def _fill_part(part: Any, data: dict[str, Any]) -> None:
-    if part.get_content_maintype() != "text" or part.is_attachment():
-        return
-    subtype = part.get_content_subtype()
-    if subtype not in ("plain", "html"):
-        return
-    text = part.get_content().replace("\r\n", "\n")  # the generator writes CRLF again
-    filled = templates.render(text, data, html_part=subtype == "html")
-    if filled != text:
-        part.set_content(filled, subtype=subtype, charset="utf-8",
-                         disposition=part.get_content_disposition())
+def _subject_value(subject: str) -> str:
+    """The filled Subject as ASCII: as is, or as RFC 2047 encoded words when it is not ASCII,
+    holds ``=?`` (it would be decoded by clients) or is too long for one line."""
+    if subject.isascii() and "=?" not in subject and len(subject) < 900:
+        return subject
+    return Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
 
 
 def finalize(data: bytes, received: str, message_id: str, hostname: str) -> bytes:
