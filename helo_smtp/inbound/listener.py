@@ -22,7 +22,8 @@ from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG, Reply
 from helo_smtp.inbound import tls
-from helo_smtp.inbound.auth import Authenticator, AuthGuard
+from helo_smtp.inbound.auth import Authenticator
+from helo_smtp.inbound.authguard import AuthGuard
 from helo_smtp.inbound.capacity import Capacity
 from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
