@@ -139,6 +139,10 @@ class HTTPConfig:
     public_url: str = _s("", "base URL recipients reach the HTTP side at (empty: no tracking)")
     secret: str = _s("", "HMAC key for tracking tokens (empty: generated into the database)")
     unsubscribe_mailto: str = _s("", "address for the mailto: List-Unsubscribe (empty: none)")
+    max_connections: int = _s(512, "simultaneous HTTP connections (also capped to leave the SMTP "
+                              "side its file descriptors)")
+    header_timeout: float = _s(10.0, "seconds a client has to send a whole request head")
+    idle_timeout: float = _s(30.0, "seconds of client silence before an HTTP connection is closed")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG, Reply
-from helo_smtp.inbound import tls
+from helo_smtp.inbound import descriptors, tls
 from helo_smtp.inbound.auth import Authenticator
 from helo_smtp.inbound.authguard import AuthGuard
 from helo_smtp.inbound.capacity import Capacity
@@ -58,6 +58,7 @@ class InboundServer:
         """Bind every listener; returns listener name (or "address:port") -> bound port."""
         self.tls_context = tls.server_context(self.cfg.tls)
         self.capacity.refresh()
+        descriptors.check_reserve(self.cfg, descriptors.raise_nofile())
         loop = asyncio.get_running_loop()
         ports: dict[str, int] = {}
         try:
