@@ -43,6 +43,7 @@ MAIL_LINE_LIMIT = 512 + 26 + 10
 # How long a closing TLS session waits for the client's close_notify (asyncio's default: 30 s,
 # during which the connection still counts against the caps).
 TLS_SHUTDOWN_TIMEOUT = 5.0
+DROP_LIMIT = 1 << 20  # bytes of an over-long AUTH response read and dropped before closing
 
 
 class HeloSession(Session):
@@ -330,6 +331,19 @@ class HeloSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         return await self.inbound.authenticator.check(self, login, password)
 
+    async def _drop_line(self) -> None:
+        """Read and drop up to the end of an over-long line (at most ``DROP_LIMIT`` bytes),
+        so that closing does not reset the connection before the client reads the reply."""
+        dropped = 0
+        while dropped < DROP_LIMIT:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                dropped += len(await self._reader.read(max(exc.consumed, 1)))
+            except asyncio.IncompleteReadError:
+                return
+
     async def _response(self, args: list[str], challenge: bytes) -> bytes | None:
         """The initial response (``args[1]``) or the answer to a 334 challenge, decoded.
         None after writing the error reply (or when the client went away)."""
@@ -340,7 +354,11 @@ class HeloSMTP(SMTP):
             try:
                 line = await self._reader.readline()
             except ValueError:  # longer than the stream limit: not a SASL response
-                await self.push(CATALOG["bad_auth_data"].line())
+                # The rest of the line is still on its way: read on, and each piece would be
+                # answered as a command (an extra 500 per piece, replies out of step with
+                # the client's commands). Drop the rest of the line, answer once and close.
+                await self._drop_line()
+                self.close_with(CATALOG["line_too_long"])
                 return None
             if not line.endswith(b"\n"):
                 return None  # connection closed mid-AUTH
