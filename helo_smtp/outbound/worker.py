@@ -45,6 +45,7 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
+from helo_smtp.outbound.unrecorded import Unrecorded
 from helo_smtp.store import Store
 from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
 
@@ -119,6 +120,7 @@ class Worker:
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self.unrecorded = Unrecorded()  # attempts made whose outcome the store refused
 
     # ---- the daemon's interface --------------------------------------------------------
     def wake(self) -> None:
@@ -174,6 +176,7 @@ class Worker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.unrecorded.try_flush(self._record)  # else their leases lapse: sent again
         await self._quit_idle(self.cache.drain())
 
     async def _quit_idle(self, conns: list[Connection]) -> None:
@@ -201,6 +204,7 @@ class Worker:
 
     async def _claim_round(self) -> bool:
         """Claim and dispatch once; True when a full batch came (claim again at once)."""
+        await self.unrecorded.flush(self._record)  # what was delivered is stored first
         limit = min(self.cfg.delivery.batch_size, self._room())
         if limit <= 0:
             return False
@@ -304,14 +308,10 @@ class Worker:
             finally:
                 self.caps.release(job.domain)
                 await self._free_slot(job.domain, slot)
-            await self._record(job.rows, self._results(job, settled))
-            recorded = True
-        except StoreError as exc:
-            # The store cannot take the outcome (disk full, database away): an expected fault,
-            # one line. The rows go back to the queue (or their lease lapses); a delivered one
-            # may then arrive twice, as after a crash between DATA and the record.
-            log.error("event=record_failed message_id=%s domain=%s error=%s", job.message_id,
-                      job.domain, type(exc).__name__)
+            recorded = await self._record_or_keep(job, self._results(job, settled))
+        except StoreError as exc:  # the store is away before the attempt: rows go back
+            log.error("event=delivery_not_started message_id=%s domain=%s error=%s",
+                      job.message_id, job.domain, type(exc).__name__)
         except Exception:  # a bug in one delivery must not strand its rows
             log.exception("event=delivery_error message_id=%s domain=%s", job.message_id,
                           job.domain)
@@ -324,6 +324,18 @@ class Worker:
             if not recorded:  # stopped or cancelled before an outcome: back to the queue
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(self.store.queue.release(job.ids, time.time()))
+
+    async def _record_or_keep(self, job: Job, results: list[DeliveryResult]) -> bool:
+        """Store the outcome of an attempt; when the store cannot take it (disk full,
+        database away), keep it to write later rather than release the rows: a delivered
+        message must not be delivered again (``unrecorded``)."""
+        try:
+            await self._record(job.rows, results)
+        except StoreError as exc:
+            self.unrecorded.add(job.rows, results)
+            log.error("event=record_deferred message_id=%s domain=%s error=%s",
+                      job.message_id, job.domain, type(exc).__name__)
+        return True
 
     async def _cluster_slot(self, domain: str) -> int | None:
         """A per-domain connection slot shared by every node (-1: no shared cap here).
@@ -461,11 +473,16 @@ class Worker:
         while True:
             await asyncio.sleep(min(TICK, self.cfg.delivery.lease_seconds / 3))
             await self._quit_idle(self.cache.expired())
-            if time.monotonic() >= renew_at and self._jobs:
+            await self.unrecorded.try_flush(self._record)
+            if time.monotonic() >= renew_at and (self._jobs or self.unrecorded):
                 lease = self.cfg.delivery.lease_seconds
                 ids = [i for job in list(self._jobs.values()) for i in job.ids]
+                ids += self.unrecorded.ids
                 try:
                     await self.store.queue.extend(ids, self.node, time.time() + lease)
+                except StoreError as exc:  # expected (disk full): one line
+                    log.error("event=lease_renewal_failed count=%d error=%s", len(ids),
+                              type(exc).__name__)
                 except Exception:  # a failed renewal only risks a re-delivery
                     log.exception("event=lease_renewal_failed count=%d", len(ids))
                 renew_at = time.monotonic() + lease / 3
