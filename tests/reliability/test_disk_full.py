@@ -212,7 +212,7 @@ def test_delivered_as_the_disk_fills_is_recorded_later_never_sent_twice(
         s = session(SimpleNamespace(ports=proc.ports, tenant=tenant), client_ctx)
         mid = accepted(send(s, tenant.sender, ["twice@example.test"], message()))
         s.quit()
-        wait_for(lambda: any(c[1] == "DATA" for c in sinks[0].h.commands),
+        wait_for(lambda: any(c[1] == "DATA" for c in sinks[0].h.commands), timeout=30,
                  what="the message sent, its reply pending")
         # the disk fills while the MX is answering: the outcome cannot be written
         resource.prlimit(delivery, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
