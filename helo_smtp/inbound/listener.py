@@ -2,8 +2,9 @@
 
 Servers are made with ``loop.create_server`` and an aiosmtpd ``SMTP`` factory (not aiosmtpd's
 threaded ``Controller``, which also probes port 0 instead of binding it). Implicit TLS (465)
-wraps the listening socket with the handshake timeout; STARTTLS listeners upgrade inside the
-session (``protocol.HeloSMTP.smtp_STARTTLS``).
+starts inside the admitted session with the handshake timeout, so silent handshakes count
+against the caps; STARTTLS listeners upgrade inside the session
+(``protocol.HeloSMTP.smtp_STARTTLS``).
 
 Connection caps, global and per client IP, are counted here; a connection over a cap, or any
 new connection once ``stop_accepting`` was called, gets its ``421`` and is closed.
@@ -27,7 +28,7 @@ from helo_smtp.inbound.authguard import AuthGuard
 from helo_smtp.inbound.capacity import Capacity
 from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
-from helo_smtp.inbound.protocol import TLS_SHUTDOWN_TIMEOUT, HeloSMTP
+from helo_smtp.inbound.protocol import HeloSMTP
 from helo_smtp.models import MailType
 
 log = logging.getLogger("helo_smtp.smtp")
@@ -63,12 +64,11 @@ class InboundServer:
         ports: dict[str, int] = {}
         try:
             for lc in self.cfg.listeners:
-                implicit = lc.tls == "implicit"
+                # Implicit TLS (465) is started by the session itself once admitted
+                # (HeloSMTP.connection_made), so connections in their handshake count
+                # against the caps.
                 server = await loop.create_server(
-                    lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port,
-                    ssl=self.tls_context if implicit else None,
-                    ssl_handshake_timeout=self.cfg.tls.handshake_timeout if implicit else None,
-                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if implicit else None)
+                    lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port)
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
                 ports[lc.name or f"{lc.address}:{lc.port}"] = port

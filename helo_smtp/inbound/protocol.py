@@ -110,12 +110,20 @@ class HeloSMTP(SMTP):
             refusal = self.inbound.admit(self)
             if refusal is not None:
                 self._refused = True
-                transport.write(f"{refusal.line()}\r\n".encode())  # type: ignore[attr-defined]
+                if self.listener.tls != "implicit":  # no plaintext line into a TLS port
+                    transport.write(f"{refusal.line()}\r\n".encode())  # type: ignore[attr-defined]
                 transport.close()
                 return
             self._admitted = True
             if self._lifetime_seconds > 0:  # 0: no limit
                 self._lifetime = self.loop.call_later(self._lifetime_seconds, self._end_of_life)
+            if self.listener.tls == "implicit" and self.inbound.tls_context is not None:
+                # 465: the TLS handshake runs inside the admitted session (not in the
+                # listening socket), so a flood of silent handshakes meets the caps too.
+                self._original_transport = transport  # type: ignore[assignment]
+                waiter = self._wrap_tls(transport, self.inbound.tls_context)
+                waiter.add_done_callback(self._implicit_handshake_done)
+                return
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -237,16 +245,10 @@ class HeloSMTP(SMTP):
             await self.push(CATALOG["tls_not_available"].line())
             return
         await self.push(CATALOG["tls_ready"].line())
-        waiter = self.loop.create_future()
-        self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, self.tls_context, waiter, server_side=True,
-            ssl_handshake_timeout=self._handshake_timeout,
-            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         self._original_transport = self.transport
         assert self._original_transport is not None
-        self._original_transport.set_protocol(self._tls_protocol)
+        waiter = self._wrap_tls(self._original_transport, self.tls_context)
         self.transport = self._tls_protocol._app_transport
-        self._tls_protocol.connection_made(self._original_transport)
         try:
             await waiter
         except OSError as exc:  # SSLError, handshake timeout (ConnectionAbortedError), reset
@@ -256,6 +258,35 @@ class HeloSMTP(SMTP):
             # completed handshake: end the session here (as aiosmtpd does for this case).
             self._original_transport.close()
             self.connection_lost(exc)
+
+    def _wrap_tls(self, raw: asyncio.BaseTransport, context: Any) -> asyncio.Future[None]:
+        """Run a server-side TLS handshake on ``raw``; the SSL layer calls
+        ``connection_made`` again with the TLS transport once it is done."""
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, context, waiter, server_side=True,
+            ssl_handshake_timeout=self._handshake_timeout,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+        raw.set_protocol(self._tls_protocol)
+        self._tls_protocol.connection_made(raw)
+        return waiter
+
+    def _implicit_handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        """A failed 465 handshake (bad TLS, timeout, reset) never reaches ``connection_made``
+        nor ``connection_lost``: give the slots back here."""
+        exc = None if waiter.cancelled() else waiter.exception()
+        if exc is None and not waiter.cancelled():
+            return
+        log.info("event=tls_failed client_ip=%s error=%s", self.client_ip,
+                 type(exc).__name__ if exc else "cancelled")
+        if self._original_transport is not None:
+            self._original_transport.close()
+        if self._admitted and not self._lost:
+            self._lost = True
+            self._admitted = False
+            self.inbound.release(self)
+            if self._lifetime is not None:
+                self._lifetime.cancel()
 
     # ---- greeting -------------------------------------------------------------------------
     async def smtp_EHLO(self, arg: str | None) -> None:

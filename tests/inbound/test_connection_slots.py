@@ -151,3 +151,17 @@ def test_quit(capped):
         raw.close()
     released(capped)
     _greeted(capped, ip)
+
+
+def test_silent_implicit_tls_handshakes_meet_the_per_ip_cap(make_relay):
+    """A 465 connection takes its slots before its handshake (the handshake runs inside the
+    admitted session), so silent handshakes cannot hold descriptors past the caps."""
+    relay = make_relay(limits=LIMITS, tls={"handshake_timeout": 60.0})
+    ip = source_ip(138)
+    held = [_connect(relay, ip, "submissions") for _ in range(LIMITS["max_connections_per_ip"])]
+    wait_for(lambda: slots(relay)[1].get(ip) == len(held), what="the handshakes admitted")
+    extra = _connect(relay, ip, "submissions")
+    assert extra.recv(100) == b""  # closed at once, long before the handshake timeout
+    for sock in held:
+        _reset(sock)
+    released(relay)
