@@ -118,8 +118,7 @@ class HeloSMTP(SMTP):
             if self._lifetime_seconds > 0:  # 0: no limit
                 self._lifetime = self.loop.call_later(self._lifetime_seconds, self._end_of_life)
             if self.listener.tls == "implicit" and self.inbound.tls_context is not None:
-                # 465: the TLS handshake runs inside the admitted session (not in the
-                # listening socket), so a flood of silent handshakes meets the caps too.
+                # 465: the handshake runs in the admitted session: silent ones meet the caps.
                 self._original_transport = transport  # type: ignore[assignment]
                 waiter = self._wrap_tls(transport, self.inbound.tls_context)
                 waiter.add_done_callback(self._implicit_handshake_done)
@@ -147,11 +146,9 @@ class HeloSMTP(SMTP):
         if self._refused:
             return False
         super().eof_received()  # cancels the session task, feeds EOF to the reader
-        # Close now (False), never keep the half-open transport (asyncio's StreamReader says
-        # True). aiosmtpd leaves the closing to its session task, but that task was just
-        # cancelled: when EOF comes before the task's first step (uvloop reports a connect
-        # and a close in one loop pass: a TCP health check), nothing closed the transport,
-        # connection_lost never ran, and the slots stayed taken until the idle timeout.
+        # Close now, never half-open: aiosmtpd leaves the close to the task it just cancelled,
+        # and when EOF came before that task's first step (uvloop: a TCP health check) the
+        # transport stayed open and its slots taken until the idle timeout.
         return False
 
     def _timeout_cb(self) -> None:
@@ -272,8 +269,7 @@ class HeloSMTP(SMTP):
         return waiter
 
     def _implicit_handshake_done(self, waiter: asyncio.Future[None]) -> None:
-        """A failed 465 handshake (bad TLS, timeout, reset) never reaches ``connection_made``
-        nor ``connection_lost``: give the slots back here."""
+        """A failed 465 handshake never reaches connection_made/lost: release here."""
         exc = None if waiter.cancelled() else waiter.exception()
         if exc is None and not waiter.cancelled():
             return
@@ -363,8 +359,8 @@ class HeloSMTP(SMTP):
         return await self.inbound.authenticator.check(self, login, password)
 
     async def _drop_line(self) -> None:
-        """Read and drop up to the end of an over-long line (at most ``DROP_LIMIT`` bytes),
-        so that closing does not reset the connection before the client reads the reply."""
+        """Drop the rest of an over-long line (at most ``DROP_LIMIT`` bytes): closing on unread
+        input would reset the connection before the client reads the reply."""
         dropped = 0
         while dropped < DROP_LIMIT:
             try:

@@ -61,6 +61,15 @@ def _greeted(relay, ip: str) -> None:
     raw.close()
 
 
+def _each_round(relay, ip: str, end) -> None:
+    """``end(i)`` ends one connection from ``ip``, ``ROUNDS`` times; then every slot is back
+    and a new client from ``ip`` is greeted."""
+    for i in range(ROUNDS):
+        end(i)
+    released(relay)
+    _greeted(relay, ip)
+
+
 @pytest.fixture(params=["asyncio", "uvloop"])
 def capped(request, make_relay):
     return make_relay(limits=LIMITS, uvloop=request.param == "uvloop")
@@ -68,44 +77,41 @@ def capped(request, make_relay):
 
 def test_close_before_the_greeting(capped):
     ip = source_ip(131)
-    for _ in range(ROUNDS):
-        _connect(capped, ip).close()  # nc -z, a Kubernetes TCP probe
-    released(capped)
-    _greeted(capped, ip)
+    _each_round(capped, ip, lambda _i: _connect(capped, ip).close())  # nc -z, a TCP probe
 
 
 def test_reset_before_and_after_the_greeting(capped):
     ip = source_ip(132)
-    for i in range(ROUNDS):
+
+    def end(i: int) -> None:
         sock = _connect(capped, ip)
         if i % 2:
             assert sock.recv(100).startswith(b"220 ")
         _reset(sock)
-    released(capped)
-    _greeted(capped, ip)
+    _each_round(capped, ip, end)
 
 
 def test_close_during_the_starttls_handshake(capped):
     ip = source_ip(133)
-    for _ in range(ROUNDS):
+
+    def end(_i: int) -> None:
         raw = Raw(capped.ports["submission"], source=ip)
         raw.reply()
         raw.cmd("EHLO client.test")
         assert raw.cmd("STARTTLS") == CATALOG["tls_ready"].line()
         raw.send(b"\x16\x03\x01\x00\xc8\x01")  # the start of a ClientHello, then gone
         raw.close()
-    released(capped)
-    _greeted(capped, ip)
+    _each_round(capped, ip, end)
 
 
 def test_close_during_the_implicit_tls_handshake(capped):
     ip = source_ip(134)
-    for i in range(ROUNDS):
+
+    def end(i: int) -> None:
         sock = _connect(capped, ip, "submissions")
         sock.sendall(b"\x16\x03\x01\x00\xc8\x01")
         _reset(sock) if i % 2 else sock.close()
-    released(capped)
-    _greeted(capped, ip)
+    _each_round(capped, ip, end)
 
 
 def test_close_and_reset_during_data(capped, client_ctx):
@@ -144,13 +150,13 @@ def test_idle_timeout(make_relay, loop):
 
 def test_quit(capped):
     ip = source_ip(137)
-    for _ in range(ROUNDS):
+
+    def end(_i: int) -> None:
         raw = Raw(capped.ports["submission"], source=ip)
         raw.reply()
         assert raw.cmd("QUIT") == CATALOG["bye"].line()
         raw.close()
-    released(capped)
-    _greeted(capped, ip)
+    _each_round(capped, ip, end)
 
 
 def test_silent_implicit_tls_handshakes_meet_the_per_ip_cap(make_relay):
