@@ -25,13 +25,15 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult
 
-from helo_smtp import credsecret, metrics
+from helo_smtp import credsecret
 from helo_smtp.errors import CATALOG
 from helo_smtp.inbound.authguard import AuthGuard
 from helo_smtp.models import ChannelRef
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 
+DROP_LIMIT = 1 << 20  # bytes of an over-long AUTH response read and dropped before closing
 _DUMMY_HASH = credsecret.hash_secret("unknown user: same work as a real check")
 
 
@@ -43,6 +45,20 @@ def decode_b64(blob: bytes) -> bytes | None:
         return base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+async def drop_rest_of_line(reader: asyncio.StreamReader, limit: int = DROP_LIMIT) -> None:
+    """Drop the rest of an over-long line (at most ``limit`` bytes): closing on unread input
+    would reset the connection before the client reads the reply."""
+    dropped = 0
+    while dropped < limit:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            dropped += len(await reader.read(max(exc.consumed, 1)))
+        except asyncio.IncompleteReadError:
+            return
 
 
 def split_plain(data: bytes) -> tuple[bytes, bytes] | None:

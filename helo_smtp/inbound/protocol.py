@@ -23,18 +23,16 @@ import asyncio.sslproto as sslproto
 import base64
 import collections
 import logging
-from typing import TYPE_CHECKING, Any
+import ssl
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from helo_smtp import metrics
-from helo_smtp.config import ListenerConfig
+from helo_smtp.config import Config, ListenerConfig
 from helo_smtp.errors import CATALOG, Reply
 from helo_smtp.inbound import addresses, auth, replies
 from helo_smtp.inbound.message import Trace
-
-if TYPE_CHECKING:
-    from helo_smtp.inbound.listener import InboundServer
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 
@@ -43,7 +41,6 @@ MAIL_LINE_LIMIT = 512 + 26 + 10
 # How long a closing TLS session waits for the client's close_notify (asyncio's default: 30 s,
 # during which the connection still counts against the caps).
 TLS_SHUTDOWN_TIMEOUT = 5.0
-DROP_LIMIT = 1 << 20  # bytes of an over-long AUTH response read and dropped before closing
 
 
 class HeloSession(Session):
@@ -60,8 +57,22 @@ class HeloEnvelope(Envelope):
         self.message_id: str | None = None
 
 
+class Doors(Protocol):
+    """What a session needs from the server that accepted it (``listener.InboundServer``)."""
+
+    cfg: Config
+    tls_context: ssl.SSLContext | None
+    handler: Any  # aiosmtpd's handler object (``handler.Handler``)
+    guard: auth.AuthGuard
+    authenticator: auth.Authenticator
+
+    def admit(self, session: HeloSMTP) -> Reply | None: ...
+
+    def release(self, session: HeloSMTP) -> None: ...
+
+
 class HeloSMTP(SMTP):
-    def __init__(self, inbound: InboundServer, listener: ListenerConfig) -> None:
+    def __init__(self, inbound: Doors, listener: ListenerConfig) -> None:
         cfg = inbound.cfg
         self.inbound = inbound
         self.listener = listener
@@ -358,19 +369,6 @@ class HeloSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         return await self.inbound.authenticator.check(self, login, password)
 
-    async def _drop_line(self) -> None:
-        """Drop the rest of an over-long line (at most ``DROP_LIMIT`` bytes): closing on unread
-        input would reset the connection before the client reads the reply."""
-        dropped = 0
-        while dropped < DROP_LIMIT:
-            try:
-                await self._reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as exc:
-                dropped += len(await self._reader.read(max(exc.consumed, 1)))
-            except asyncio.IncompleteReadError:
-                return
-
     async def _response(self, args: list[str], challenge: bytes) -> bytes | None:
         """The initial response (``args[1]``) or the answer to a 334 challenge, decoded.
         None after writing the error reply (or when the client went away)."""
@@ -384,7 +382,7 @@ class HeloSMTP(SMTP):
                 # The rest of the line is still on its way: read on, and each piece would be
                 # answered as a command (an extra 500 per piece, replies out of step with
                 # the client's commands). Drop the rest of the line, answer once and close.
-                await self._drop_line()
+                await auth.drop_rest_of_line(self._reader)
                 self.close_with(CATALOG["line_too_long"])
                 return None
             if not line.endswith(b"\n"):

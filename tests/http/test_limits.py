@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from helo_smtp import config as config_mod
-from helo_smtp import tracking
 from helo_smtp.http.app import HTTPServer
+from helo_smtp.tracking import tokens
 
 LIMITS = {"header_timeout": 0.5, "idle_timeout": 1.0, "max_connections": 5}
 DEADLINE = 10.0  # how long a broken test takes to fail, not a latency bound
@@ -66,7 +66,7 @@ async def test_slowloris_heads_are_cut_by_the_header_timeout(limited):
 async def test_silent_and_stalled_body_connections_are_closed(limited):
     silent_r, _silent_w = await _open(limited.port)
     body_r, body_w = await _open(limited.port)
-    token = tracking.make_token(b"s", tracking.UNSUBSCRIBE, str(uuid.uuid4()), "a@x.test")
+    token = tokens.make_token(b"s", tokens.UNSUBSCRIBE, str(uuid.uuid4()), "a@x.test")
     body_w.write(f"POST /u/{token} HTTP/1.1\r\n".encode()
                  + b"Host: relay.test\r\nContent-Length: 100\r\n"
                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\nList-Unsub")
