@@ -74,7 +74,11 @@ class LimitsConfig:
     auth_failures_per_connection: int = _s(3, "failed AUTH before 421 and close")
     auth_failure_window: float = _s(300.0, "seconds a failure counts against an IP or username")
     auth_failures_per_ip: int = _s(10, "failed AUTH from one IP within the window before lockout")
-    auth_failures_per_user: int = _s(10, "failed AUTH for one username within the window")
+    auth_failures_per_user: int = _s(
+        10, "failed AUTH for one username from one IP within the window before that username is "
+        "locked from that IP; from all IPs together the username is only slowed")
+    auth_slowdown_max: float = _s(
+        5.0, "longest delay, seconds, before answering AUTH for a username over its failures")
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,10 @@ class HTTPConfig:
     public_url: str = _s("", "base URL recipients reach the HTTP side at (empty: no tracking)")
     secret: str = _s("", "HMAC key for tracking tokens (empty: generated into the database)")
     unsubscribe_mailto: str = _s("", "address for the mailto: List-Unsubscribe (empty: none)")
+    max_connections: int = _s(512, "simultaneous HTTP connections (also capped to leave the SMTP "
+                              "side its file descriptors)")
+    header_timeout: float = _s(10.0, "seconds a client has to send a whole request head")
+    idle_timeout: float = _s(30.0, "seconds of client silence before an HTTP connection is closed")
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def _address_reason(addr: str) -> str:
         return str(exc)
     if addresses.ascii_domain(domain) is None:
         return "domain is not a valid host name"
-    return "local part is not a dot-string (RFC 5321 §4.1.2)"
+    return "local part is not a dot-string nor a quoted string (RFC 5321 §4.1.2)"
 
 
 def is_address(text: str) -> bool:

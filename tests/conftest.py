@@ -179,12 +179,12 @@ def relay_factory(tmp_path, dns_server, mx_port, server_cert, backend, request):
     # set up before (so torn down after) the relays
     pg_database = request.getfixturevalue("database") if backend == "postgresql" else None
 
-    def make(deliver: bool = True, tenant: bool = True, **overrides):
+    def make(deliver: bool = True, tenant: bool = True, uvloop: bool = False, **overrides):
         if pg_database is not None:
             overrides["server"] = {"database": pg_database, **overrides.get("server", {})}
         cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port,
                           cert=server_cert, **overrides)
-        handle = RelayHandle(cfg, deliver=deliver, tenant=tenant)
+        handle = RelayHandle(cfg, deliver=deliver, tenant=tenant, uvloop=uvloop)
         handles.append(handle)
         return handle
 

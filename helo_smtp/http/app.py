@@ -18,6 +18,7 @@ page claiming success.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import quote
 
@@ -26,6 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from helo_smtp.config import Config
 from helo_smtp.http import pages
+from helo_smtp.http.guard import Guard, install_log_filter
+from helo_smtp.inbound.descriptors import http_budget
 from helo_smtp.ports import Tracking
 from helo_smtp.runtime import metrics
 from helo_smtp.runtime.startup import bind_error
@@ -133,9 +136,19 @@ class Routes:
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unavailable\n")
 
 
+async def _one_request_per_connection(request: web.Request,
+                                     response: web.StreamResponse) -> None:
+    """Every response closes its connection, so the head timeout of ``guard`` covers every
+    request (a kept-alive connection could dribble its second request forever)."""
+    response.force_close()
+    response.headers["Connection"] = "close"  # set before the signal: say it ourselves
+    response.headers["Server"] = "helo-smtp"  # not aiohttp's name and version
+
+
 def build_app(store: Tracking, secret: bytes) -> web.Application:
     r = Routes(store, secret)
     app = web.Application(client_max_size=MAX_UNSUBSCRIBE_BODY)
+    app.on_response_prepare.append(_one_request_per_connection)
     app.router.add_get("/o/{token}", r.open_pixel, allow_head=False)
     app.router.add_get("/c/{token}", r.click, allow_head=False)
     app.router.add_get("/u/{token}", r.unsubscribe_page)
@@ -153,6 +166,8 @@ class HTTPServer:
         self.store = store
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.guard: Guard | None = None
 
     async def start(self) -> int:
         host, port = parse_listen(self.cfg.http.listen)
@@ -161,15 +176,20 @@ class HTTPServer:
         runner = web.AppRunner(build_app(self.store, secret), access_log=None,
                                handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        install_log_filter()
+        assert runner.server is not None
+        http = self.cfg.http
+        self.guard = Guard(runner.server, http_budget(self.cfg), http.header_timeout,
+                           http.idle_timeout)
         try:
-            await site.start()
+            self._server = await asyncio.get_running_loop().create_server(
+                self.guard, host, port, reuse_address=True)
         except OSError as exc:
             await runner.cleanup()
             raise bind_error("the HTTP side", "http.listen (or \"\" to turn it off)", host,
                              port, exc, self.cfg.source) from None
         self._runner = runner
-        self.port = runner.addresses[0][1]
+        self.port = self._server.sockets[0].getsockname()[1]
         public = self.cfg.http.public_url
         if public and not public.lower().startswith("https://"):
             # RFC 8058 §3.1: mailbox providers only offer one-click for an HTTPS URI.
@@ -178,6 +198,9 @@ class HTTPServer:
         return self.port
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -3,8 +3,9 @@
 aiosmtpd passes bare CR/LF, NUL and control characters through in EHLO and in MAIL/RCPT
 arguments, and its address parser accepts RFC 5322 forms (comments, quoted strings, obsolete
 routes) that cannot be sent on again unchanged. We accept the RFC 5321 ``Path`` with a
-Dot-string local part only: every address we accept is written back by the delivery side
-(``aiosmtplib.email.quote_address``) byte for byte as it arrived.
+Dot-string or Quoted-string local part (``"john doe"@example.com``, §4.1.2): every address we
+accept is written back by the delivery side (``aiosmtplib.email.quote_address``) byte for byte
+as it arrived.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def parse_path(arg: str) -> tuple[str, str] | None:
     (``<>``: a null sender cannot be on a verified domain, and is never a recipient).
     """
     if arg.startswith("<"):
-        end = arg.find(">")
+        end = _closing_bracket(arg)
         if end < 0:
             return None
         inner, rest = arg[1:end], arg[end + 1:]
@@ -61,12 +62,53 @@ def parse_path(arg: str) -> tuple[str, str] | None:
     return inner, rest.strip()
 
 
+def _closing_bracket(arg: str) -> int:
+    """Index of the ``>`` that ends ``<path>``, skipping a quoted local part; -1 if none."""
+    quoted = escaped = False
+    for i, ch in enumerate(arg):
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ">" and not quoted:
+            return i
+    return -1
+
+
 def _bad_char(ch: str) -> bool:
     """Control, format, separator and surrogate characters (undecodable bytes)."""
     return unicodedata.category(ch)[0] in "CZ"
 
 
+def _valid_quoted(local: str, utf8: bool) -> bool:
+    """RFC 5321 §4.1.2 ``Quoted-string``: qtextSMTP (%d32-33 / %d35-91 / %d93-126) and
+    quoted-pairSMTP (backslash + %d32-126); UTF-8 too with SMTPUTF8 (RFC 6531 §3.3)."""
+    if len(local) < 3 or not (local.startswith('"') and local.endswith('"')):
+        return False
+    body, i = local[1:-1], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 1
+            if i == len(body) or not 32 <= ord(body[i]) <= 126:
+                return False
+        elif not _qtext(ch, utf8):
+            return False
+        i += 1
+    return len(local.encode("utf-8")) <= MAX_LOCAL
+
+
+def _qtext(ch: str, utf8: bool) -> bool:
+    if ord(ch) > 127:
+        return utf8 and not _bad_char(ch)
+    return 32 <= ord(ch) <= 126 and ch != '"'
+
+
 def _valid_local(local: str, utf8: bool) -> bool:
+    if local.startswith('"'):
+        return _valid_quoted(local, utf8)
     if not local or local.startswith(".") or local.endswith(".") or ".." in local:
         return False
     for ch in local:

@@ -6,34 +6,34 @@ never blocks other sessions. A failed check answers ``AuthResult(success=False, 
 with the catalog line as message (aiosmtpd then writes it; with ``handled=True`` and no reply
 the client would hang).
 
-Failures are limited three ways: per connection (the 3rd failure is answered ``421`` and the
-connection closed), and per client IP and per username within a sliding window, during which
-every AUTH from that IP or for that username gets ``421`` - even with the right secret - so a
-guesser learns nothing until the window has passed. Locked attempts are not counted again.
+Failures are limited per connection (the 3rd failure is answered ``421`` and the connection
+closed) and by ``authguard.AuthGuard``: per client IP and per (username, client IP) within a
+sliding window, during which every such AUTH gets ``421`` - even with the right secret - so a
+guesser learns nothing until the window has passed; failures for a username from all addresses
+together only slow its AUTH down, so nobody elsewhere can lock the owner out.
 
 Nothing here logs a secret: usernames are logged only when they name a real credential.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
-import time
-from collections import deque
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult
 
 from helo_smtp import credsecret
-from helo_smtp.config import LimitsConfig
 from helo_smtp.errors import CATALOG
+from helo_smtp.inbound.authguard import AuthGuard
 from helo_smtp.models import ChannelRef
 from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 
-_MAX_TRACKED = 50_000  # IPs + usernames remembered at once (memory bound under attack)
+DROP_LIMIT = 1 << 20  # bytes of an over-long AUTH response read and dropped before closing
 _DUMMY_HASH = credsecret.hash_secret("unknown user: same work as a real check")
 
 
@@ -47,53 +47,26 @@ def decode_b64(blob: bytes) -> bytes | None:
         return None
 
 
+async def drop_rest_of_line(reader: asyncio.StreamReader, limit: int = DROP_LIMIT) -> None:
+    """Drop the rest of an over-long line (at most ``limit`` bytes): closing on unread input
+    would reset the connection before the client reads the reply."""
+    dropped = 0
+    while dropped < limit:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            dropped += len(await reader.read(max(exc.consumed, 1)))
+        except asyncio.IncompleteReadError:
+            return
+
+
 def split_plain(data: bytes) -> tuple[bytes, bytes] | None:
     """RFC 4616: ``[authzid] NUL authcid NUL passwd`` -> (authcid, passwd)."""
     parts = data.split(b"\0")
     if len(parts) != 3 or not parts[1]:
         return None
     return parts[1], parts[2]
-
-
-class AuthGuard:
-    """Sliding failure windows per client IP and per username."""
-
-    def __init__(self, limits: LimitsConfig) -> None:
-        self.limits = limits
-        self._fails: dict[str, deque[float]] = {}
-
-    def _count(self, key: str, now: float) -> int:
-        times = self._fails.get(key)
-        if times is None:
-            return 0
-        cutoff = now - self.limits.auth_failure_window
-        while times and times[0] <= cutoff:
-            times.popleft()
-        if not times:
-            del self._fails[key]
-            return 0
-        return len(times)
-
-    def ip_locked(self, ip: str, now: float | None = None) -> bool:
-        t = time.monotonic() if now is None else now
-        return self._count("ip:" + ip, t) >= self.limits.auth_failures_per_ip
-
-    def user_locked(self, username: str, now: float | None = None) -> bool:
-        t = time.monotonic() if now is None else now
-        return self._count("user:" + username, t) >= self.limits.auth_failures_per_user
-
-    def record(self, ip: str, username: str, now: float | None = None) -> None:
-        t = time.monotonic() if now is None else now
-        if len(self._fails) >= _MAX_TRACKED:
-            self._prune(t)
-        for key in ("ip:" + ip, "user:" + username):
-            self._fails.setdefault(key, deque()).append(t)
-
-    def _prune(self, now: float) -> None:
-        for key in list(self._fails):
-            self._count(key, now)
-        while len(self._fails) >= _MAX_TRACKED:  # still full: forget the oldest keys
-            self._fails.pop(next(iter(self._fails)))
 
 
 def _fail(name: str) -> AuthResult:
@@ -110,10 +83,14 @@ class Authenticator:
     async def check(self, server: Any, login: bytes, password: bytes) -> AuthResult:
         ip = server.client_ip
         username = login.decode("utf-8", "replace")[:256]
-        if self.guard.ip_locked(ip) or self.guard.user_locked(username):
+        if self.guard.locked(ip, username):
             metrics.AUTH_FAILURES.labels("locked").inc()
             log.info("event=auth_locked client_ip=%s", ip)
             return _fail("auth_locked")
+        delay = self.guard.delay(username)
+        if delay > 0:  # failures from elsewhere: slowed, never locked (SPEC §14)
+            log.info("event=auth_slowed client_ip=%s delay=%.1f", ip, delay)
+            await asyncio.sleep(delay)
         found = await self.directory.credential(username)
         stored = found[1] if found else _DUMMY_HASH
         secret = password.decode("utf-8", "surrogateescape")
@@ -133,6 +110,6 @@ class Authenticator:
         log.info("event=auth_failed client_ip=%s username=%s failures=%d", ip,
                  username if known else "-", server.auth_failures)
         if (server.auth_failures >= self.guard.limits.auth_failures_per_connection
-                or self.guard.ip_locked(ip) or self.guard.user_locked(username)):
+                or self.guard.locked(ip, username) or self.guard.full()):
             return _fail("auth_locked")
         return _fail("auth_invalid")

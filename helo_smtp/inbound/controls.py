@@ -38,7 +38,7 @@ DETAILS = {
     "mail_type": "X-Helo-Mail-Type must be transactional or broadcast",
     "boolean": "tracking headers must be true or false",
     "duplicate": "a control header appears more than once",
-    "from": "From header missing or malformed",
+    "from": "invalid From header",
     "header": "a header could not be parsed",
 }
 

@@ -2,8 +2,9 @@
 
 Servers are made with ``loop.create_server`` and an aiosmtpd ``SMTP`` factory (not aiosmtpd's
 threaded ``Controller``, which also probes port 0 instead of binding it). Implicit TLS (465)
-wraps the listening socket with the handshake timeout; STARTTLS listeners upgrade inside the
-session (``protocol.HeloSMTP.smtp_STARTTLS``).
+starts inside the admitted session with the handshake timeout, so silent handshakes count
+against the caps; STARTTLS listeners upgrade inside the session
+(``protocol.HeloSMTP.smtp_STARTTLS``).
 
 Connection caps, global and per client IP, are counted here; a connection over a cap, or any
 new connection once ``stop_accepting`` was called, gets its ``421`` and is closed.
@@ -19,12 +20,13 @@ from collections.abc import Callable
 
 from helo_smtp.config import Config, ListenerConfig
 from helo_smtp.errors import CATALOG, Reply
-from helo_smtp.inbound import tls
-from helo_smtp.inbound.auth import Authenticator, AuthGuard
+from helo_smtp.inbound import descriptors, tls
+from helo_smtp.inbound.auth import Authenticator
+from helo_smtp.inbound.authguard import AuthGuard
 from helo_smtp.inbound.capacity import Capacity
 from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
-from helo_smtp.inbound.protocol import TLS_SHUTDOWN_TIMEOUT, HeloSMTP
+from helo_smtp.inbound.protocol import HeloSMTP
 from helo_smtp.models import MailType
 from helo_smtp.ports import CommittedHook, Submission
 from helo_smtp.runtime import metrics
@@ -58,19 +60,18 @@ class InboundServer:
         """Bind every listener; returns listener name (or "address:port") -> bound port."""
         self.tls_context = tls.server_context(self.cfg.tls)
         self.capacity.refresh()
+        descriptors.check_reserve(self.cfg, descriptors.raise_nofile())
         loop = asyncio.get_running_loop()
         ports: dict[str, int] = {}
         bound: list[tuple[ListenerConfig, int]] = []
         try:
             for i, lc in enumerate(self.cfg.listeners):
-                implicit = lc.tls == "implicit"
+                # Implicit TLS (465) is started by the session itself once admitted
+                # (HeloSMTP.connection_made), so connections in their handshake count
+                # against the caps.
                 try:
                     server = await loop.create_server(
-                        lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port,
-                        ssl=self.tls_context if implicit else None,
-                        ssl_handshake_timeout=self.cfg.tls.handshake_timeout if implicit
-                        else None,
-                        ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if implicit else None)
+                        lambda lc=lc: HeloSMTP(self, lc), host=lc.address, port=lc.port)
                 except OSError as exc:
                     name = lc.name or f"#{i + 1}"
                     key = f'[[listeners]] "{name}" (address = "{lc.address}", port = {lc.port})'

@@ -122,12 +122,19 @@ class HeloSMTP(SMTP):
             refusal = self.inbound.admit(self)
             if refusal is not None:
                 self._refused = True
-                transport.write(f"{refusal.line()}\r\n".encode())  # type: ignore[attr-defined]
+                if self.listener.tls != "implicit":  # no plaintext line into a TLS port
+                    transport.write(f"{refusal.line()}\r\n".encode())  # type: ignore[attr-defined]
                 transport.close()
                 return
             self._admitted = True
             if self._lifetime_seconds > 0:  # 0: no limit
                 self._lifetime = self.loop.call_later(self._lifetime_seconds, self._end_of_life)
+            if self.listener.tls == "implicit" and self.inbound.tls_context is not None:
+                # 465: the handshake runs in the admitted session: silent ones meet the caps.
+                self._original_transport = transport  # type: ignore[assignment]
+                waiter = self._wrap_tls(transport, self.inbound.tls_context)
+                waiter.add_done_callback(self._implicit_handshake_done)
+                return
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -150,7 +157,11 @@ class HeloSMTP(SMTP):
     def eof_received(self) -> bool | None:
         if self._refused:
             return False
-        return super().eof_received()
+        super().eof_received()  # cancels the session task, feeds EOF to the reader
+        # Close now, never half-open: aiosmtpd leaves the close to the task it just cancelled,
+        # and when EOF came before that task's first step (uvloop: a TCP health check) the
+        # transport stayed open and its slots taken until the idle timeout.
+        return False
 
     def _timeout_cb(self) -> None:
         if self.busy:
@@ -243,16 +254,10 @@ class HeloSMTP(SMTP):
             await self.push(CATALOG["tls_not_available"].line())
             return
         await self.push(CATALOG["tls_ready"].line())
-        waiter = self.loop.create_future()
-        self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, self.tls_context, waiter, server_side=True,
-            ssl_handshake_timeout=self._handshake_timeout,
-            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         self._original_transport = self.transport
         assert self._original_transport is not None
-        self._original_transport.set_protocol(self._tls_protocol)
+        waiter = self._wrap_tls(self._original_transport, self.tls_context)
         self.transport = self._tls_protocol._app_transport
-        self._tls_protocol.connection_made(self._original_transport)
         try:
             await waiter
         except OSError as exc:  # SSLError, handshake timeout (ConnectionAbortedError), reset
@@ -262,6 +267,34 @@ class HeloSMTP(SMTP):
             # completed handshake: end the session here (as aiosmtpd does for this case).
             self._original_transport.close()
             self.connection_lost(exc)
+
+    def _wrap_tls(self, raw: asyncio.BaseTransport, context: Any) -> asyncio.Future[None]:
+        """Run a server-side TLS handshake on ``raw``; the SSL layer calls
+        ``connection_made`` again with the TLS transport once it is done."""
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, context, waiter, server_side=True,
+            ssl_handshake_timeout=self._handshake_timeout,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+        raw.set_protocol(self._tls_protocol)
+        self._tls_protocol.connection_made(raw)
+        return waiter
+
+    def _implicit_handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        """A failed 465 handshake never reaches connection_made/lost: release here."""
+        exc = None if waiter.cancelled() else waiter.exception()
+        if exc is None and not waiter.cancelled():
+            return
+        log.info("event=tls_failed client_ip=%s error=%s", self.client_ip,
+                 type(exc).__name__ if exc else "cancelled")
+        if self._original_transport is not None:
+            self._original_transport.close()
+        if self._admitted and not self._lost:
+            self._lost = True
+            self._admitted = False
+            self.inbound.release(self)
+            if self._lifetime is not None:
+                self._lifetime.cancel()
 
     # ---- greeting -------------------------------------------------------------------------
     async def smtp_EHLO(self, arg: str | None) -> None:
@@ -373,7 +406,11 @@ class HeloSMTP(SMTP):
             try:
                 line = await self._reader.readline()
             except ValueError:  # longer than the stream limit: not a SASL response
-                await self.push(CATALOG["bad_auth_data"].line())
+                # The rest of the line is still on its way: read on, and each piece would be
+                # answered as a command (an extra 500 per piece, replies out of step with
+                # the client's commands). Drop the rest of the line, answer once and close.
+                await auth.drop_rest_of_line(self._reader)
+                self.close_with(CATALOG["line_too_long"])
                 return None
             if not line.endswith(b"\n"):
                 return None  # connection closed mid-AUTH

@@ -33,6 +33,7 @@ from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import TLSMode
 from helo_smtp.outbound.slots import NoSlot
+from helo_smtp.outbound.unrecorded import Unrecorded
 from helo_smtp.ports import Delivery
 from helo_smtp.runtime import metrics
 from helo_smtp.tracking.rewrite import needs_personalization, personalize
@@ -90,6 +91,7 @@ class DeliveryJob:
     _by_domain: Counter[str]
     _seconds: dict[str, float]
     _stopping: bool
+    unrecorded: Unrecorded
 
     @property
     def _shared(self) -> bool:
@@ -111,16 +113,12 @@ class DeliveryJob:
                 self._timed(job.domain, time.monotonic() - began)
             finally:
                 self.caps.release(job.domain)
-            await self._record(job.rows, self._results(job, settled))
+            recorded = await self._record_or_keep(job, self._results(job, settled))
             if len(settled) < len(job.ids):  # no cluster connection slot (slots.NoSlot)
                 await self._busy(job, settled)
-            recorded = True
-        except StoreError as exc:
-            # The store cannot take the outcome (disk full, database away): an expected fault,
-            # one line. The rows go back to the queue (or their lease lapses); a delivered one
-            # may then arrive twice, as after a crash between DATA and the record.
-            log.error("event=record_failed message_id=%s domain=%s error=%s", job.message_id,
-                      job.domain, type(exc).__name__)
+        except StoreError as exc:  # the store is away before the attempt: rows go back
+            log.error("event=delivery_not_started message_id=%s domain=%s error=%s",
+                      job.message_id, job.domain, type(exc).__name__)
         except Exception:  # a bug in one delivery must not strand its rows
             log.exception("event=delivery_error message_id=%s domain=%s", job.message_id,
                           job.domain)
@@ -138,6 +136,18 @@ class DeliveryJob:
         """No cluster connection slot was free for the rest of ``job`` (``slots.NoSlot``):
         the claimer gives those rows back, and their tokens (``Worker._busy``)."""
         raise NotImplementedError
+
+    async def _record_or_keep(self, job: Job, results: list[DeliveryResult]) -> bool:
+        """Store the outcome of an attempt; when the store cannot take it (disk full,
+        database away), keep it to write later rather than release the rows: a delivered
+        message must not be delivered again (``unrecorded``)."""
+        try:
+            await self._record(job.rows, results)
+        except StoreError as exc:
+            self.unrecorded.add(job.rows, results)
+            log.error("event=record_deferred message_id=%s domain=%s error=%s",
+                      job.message_id, job.domain, type(exc).__name__)
+        return True
 
     def _slot_cap(self, domain: str) -> int:
         """The cluster-wide connection cap of a destination (0: one node, no shared slots).

@@ -40,6 +40,7 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, tls_contexts
 from helo_smtp.outbound.slots import ClusterSlots
+from helo_smtp.outbound.unrecorded import Unrecorded
 from helo_smtp.ports import Delivery
 
 log = logging.getLogger("helo_smtp.delivery")
@@ -85,6 +86,7 @@ class Worker(DeliveryJob):
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self.unrecorded = Unrecorded()  # attempts made whose outcome the store refused
 
     # ---- the daemon's interface --------------------------------------------------------
     def wake(self) -> None:
@@ -140,6 +142,7 @@ class Worker(DeliveryJob):
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.unrecorded.try_flush(self._record)  # else their leases lapse: sent again
         await self._quit_idle(self.cache.drain())
 
     async def _quit_idle(self, conns: list[Connection]) -> None:
@@ -167,6 +170,7 @@ class Worker(DeliveryJob):
 
     async def _claim_round(self) -> bool:
         """Claim and dispatch once; True when a full batch came (claim again at once)."""
+        await self.unrecorded.flush(self._record)  # what was delivered is stored first
         limit = min(self.cfg.delivery.batch_size, self._room())
         if limit <= 0:
             return False
@@ -265,14 +269,19 @@ class Worker(DeliveryJob):
             await asyncio.sleep(min(TICK, self.cfg.delivery.lease_seconds / 3))
             await self._quit_idle(self.cache.expired())
             self.slots.sweep()
+            await self.unrecorded.try_flush(self._record)
             if time.monotonic() < renew_at:
                 continue
             lease = self.cfg.delivery.lease_seconds
             await self.slots.renew()
-            if self._jobs:
+            if self._jobs or self.unrecorded:
                 ids = [i for job in list(self._jobs.values()) for i in job.ids]
+                ids += self.unrecorded.ids
                 try:
                     await self.store.queue.extend(ids, self.node, time.time() + lease)
+                except StoreError as exc:  # expected (disk full): one line
+                    log.error("event=lease_renewal_failed count=%d error=%s", len(ids),
+                              type(exc).__name__)
                 except Exception:  # a failed renewal only risks a re-delivery
                     log.exception("event=lease_renewal_failed count=%d", len(ids))
             renew_at = time.monotonic() + lease / 3

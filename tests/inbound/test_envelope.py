@@ -100,7 +100,11 @@ def test_recipient_51_is_deferred(relay, client_ctx):
     ("RCPT TO:<user@[127.0.0.1]>", "bad_recipient"),
     ("RCPT TO:<user@-bad.test>", "bad_recipient"),
     ("RCPT TO:<us..er@example.test>", "bad_recipient"),
-    ('RCPT TO:<"quoted"@example.test>', "bad_recipient"),
+    ('RCPT TO:<"quoted"@example.test>', "recipient_ok"),  # RFC 5321 §4.1.2
+    ('RCPT TO:<"john doe"@example.test> NOTIFY=NEVER', "unknown_parameter"),
+    ('RCPT TO:<"a>b"@example.test>', "recipient_ok"),
+    ('RCPT TO:<"a"b"@example.test>', "bad_recipient"),
+    ('RCPT TO:<"jörg"@example.test>', "smtputf8_required"),
     ("RCPT TO:<user@example.test", "bad_recipient"),
     ("RCPT TO:<user(comment)@example.test>", "bad_recipient"),
     ("RCPT TO:<üser@example.test>", "smtputf8_required"),

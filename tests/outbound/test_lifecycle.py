@@ -91,9 +91,10 @@ def test_a_deferral_past_the_lifetime_expires_once(rig_factory, sinks):
     assert_accounting(rig.store)
 
 
-def test_an_outcome_the_store_cannot_take_is_one_line_and_the_row_goes_back(rig_factory, sinks):
+def test_an_outcome_the_store_cannot_take_is_one_line_and_written_later(rig_factory, sinks):
     """Disk full while recording a delivery: one log line (no traceback, no deferral written
-    for mail that went out), the row returns to the queue and is sent again."""
+    for mail that went out); the outcome is kept and written once the store takes it, and the
+    message is never sent again (issue #15)."""
     rig = rig_factory()
     real, failed = rig.store.queue.record, []
 
@@ -108,10 +109,10 @@ def test_an_outcome_the_store_cannot_take_is_one_line_and_the_row_goes_back(rig_
         mid = enqueue(rig.store, rig.tenant, ["twice@other.test"])
         rig.workers.wake()
         wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
-    [line] = log.kv("record_failed")
+    [line] = log.kv("record_deferred")
     assert line["message_id"] == mid and line["error"] == "StorageFull"
     assert not [r for r in log.records if r.exc_info]
-    assert len(sinks[2].h.messages) == 2  # sent, not recorded, sent again (RFC 5321 §6.1)
+    assert len(sinks[2].h.messages) == 1  # sent once; its outcome written late
     [row] = rig.store.admin.recipients(mid)
     assert row["attempts"] == 1
     assert_accounting(rig.store)

@@ -19,7 +19,9 @@ import dataclasses
 import functools
 import resource
 import signal
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -180,3 +182,52 @@ def _set_margin(relay, margin_mb: int) -> None:
         relay.relay.inbound.capacity.refresh()
 
     relay.run(reload())
+
+
+def _lease_until(db: Path, mid: str) -> float | None:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+        row = c.execute("SELECT lease_until FROM recipients WHERE message_id = ?",
+                        (mid,)).fetchone()
+    return row[0] if row else None
+
+
+def test_delivered_as_the_disk_fills_is_recorded_later_never_sent_twice(
+        tmp_path, dns_server, mx_port, server_cert, client_ctx, sinks):
+    """Issue #15: the delivery process delivered one message twice with the disk full. The
+    outcome of the attempt could not be written, the rows were put back (or their lease
+    lapsed), and the next claim sent the message again."""
+    lease = 2.0
+    cfg = base_config(tmp_path, dns_port=dns_server.port, mx_port=mx_port, cert=server_cert,
+                      server={"node_id": "fsize-twice"}, delivery={"lease_seconds": lease})
+    path = write_config(tmp_path / "relay.toml", cfg)
+    store = Store.open(cfg.server.database, lifetimes(cfg))
+    tenant = make_tenant(store)
+    store.close()
+    db = Path(cfg.server.database)
+    sinks[0].h.stall = {"DATA": 3.0}  # the end of DATA is answered 3 s later
+    proc = _limited_serve(path, tmp_path, resource.RLIM_INFINITY)
+    try:
+        delivery = children(proc.proc.pid)[0]
+        s = session(SimpleNamespace(ports=proc.ports, tenant=tenant), client_ctx)
+        mid = accepted(send(s, tenant.sender, ["twice@example.test"], message()))
+        s.quit()
+        wait_for(lambda: any(c[1] == "DATA" for c in sinks[0].h.commands), timeout=30,
+                 what="the message sent, its reply pending")
+        # the disk fills while the MX is answering: the outcome cannot be written
+        resource.prlimit(delivery, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+        proc.wait_log(r"event=record_(deferred|failed)")
+        wait_for(lambda: (_lease_until(db, mid) or 0) < time.time() - lease, timeout=30,
+                 what="the rows' lease to lapse while the disk is full")
+        resource.prlimit(delivery, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        store = Store.open(cfg.server.database, lifetimes(cfg))
+        try:
+            wait_for(lambda: store.admin.recipients(mid)[0]["state"] == "delivered",
+                     timeout=30, what="the outcome written once there is room")
+            assert len(sinks[0].h.messages) == 1  # delivered once, never again
+            assert store.events.counts()["delivery.delivered"] == 1
+        finally:
+            store.close()
+    finally:
+        proc.close()
+    assert [x for x in proc.lines if "Traceback" in x] == []

@@ -30,10 +30,15 @@ SENDER_DOMAIN = "sender.test"
 
 
 class LoopThread:
-    """An asyncio loop running in a daemon thread; ``run`` executes a coroutine on it."""
+    """An asyncio loop running in a daemon thread; ``run`` executes a coroutine on it.
+    ``uvloop=True`` runs the loop ``helo-smtp serve`` runs in production."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, uvloop: bool = False) -> None:
+        if uvloop:
+            import uvloop as uv
+            self.loop = uv.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="relay-loop",
                                         daemon=True)
         self._thread.start()
@@ -123,9 +128,10 @@ def base_config(tmp_path: Path, *, dns_port: int, mx_port: int, cert: tuple[str,
 class RelayHandle:
     """A running relay plus the tenant created for it."""
 
-    def __init__(self, cfg: Config, deliver: bool = True, tenant: bool = True) -> None:
+    def __init__(self, cfg: Config, deliver: bool = True, tenant: bool = True,
+                 uvloop: bool = False) -> None:
         self.cfg = cfg
-        self.lt = LoopThread()
+        self.lt = LoopThread(uvloop)
         self.store = Store.open(cfg.server.database, lifetimes(cfg))
         self.tenant = make_tenant(self.store) if tenant else None
         self.relay = Relay(cfg, self.store, deliver=deliver)

@@ -47,7 +47,16 @@ def test_parse_path(arg, expected):
     ("a\u2028b@example.test", True, S),
     ("a\udcffb@example.test", True, S),
     ("a b@example.test", False, S),
-    ('"quoted"@example.test', False, S),
+    ('"quoted"@example.test', False, None),  # RFC 5321 §4.1.2 Quoted-string
+    ('"john doe"@example.test', False, None),
+    ('"a\\"b@c"@example.test', False, None),  # quoted-pair, and an @ inside the quotes
+    ('"jörg"@example.test', False, U),
+    ('"jörg"@example.test', True, None),
+    ('""@example.test', False, S),
+    ('"a"b"@example.test', False, S),
+    ('"a\x01"@example.test', False, S),
+    ('"a\\\x01"@example.test', False, S),
+    ('"' + "a" * 63 + '"@example.test', False, S),  # 65 octets with its quotes
     ("a..b@example.test", False, S),
     (".a@example.test", False, S),
     ("a.@example.test", False, S),

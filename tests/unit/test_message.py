@@ -148,9 +148,12 @@ def test_received_is_built_from_validated_and_own_text_only():
 # ---- read / fill ----------------------------------------------------------------------------
 def test_read():
     inc = message.read(raw("Subject: =?utf-8?q?caf=C3=A9?=", "X-Helo-Tag: t",
-                           "From: second@other.test"))
+                           "Sender: second@other.test"))
     assert inc.subject == "café" and inc.controls.tags == ["t"]
     assert inc.from_domains == ["sender.test", "other.test"]
+    with pytest.raises(errors.ValidationError) as exc:  # a second From (SPEC §14)
+        message.read(raw("from: second@sender.test"))
+    assert detail_of(exc).endswith(DETAILS["from"])
     with pytest.raises(errors.NulCharacters):
         message.read(raw(body="a\x00b"))
     with pytest.raises(errors.ValidationError) as exc:
