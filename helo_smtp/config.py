@@ -37,7 +37,10 @@ class ServerConfig:
                             "SQLite file path (or postgresql://... for several nodes)")
     node_id: str = _s("", "name of this node in leases, unique per node (empty: the host name)")
     free_space_margin_mb: int = _s(64, "refuse MAIL with 452 4.3.1 when the disk has less free")
-    queue_high_water: int = _s(1_000_000, "pending recipients above which MAIL gets 451 4.3.2")
+    queue_high_water: int = _s(1_000_000, "pending transactional recipients above which "
+                               "transactional mail gets 451 4.3.2 (broadcast volume never counts)")
+    broadcast_high_water: int = _s(500_000, "pending broadcast recipients above which broadcast "
+                                   "mail gets 451 4.3.2 (the lower of this and queue_high_water)")
     dev_bootstrap: bool = _s(False,
                              "dev only: create a dev account, verified domain and credential")
     shutdown_grace: float = _s(30.0, "seconds to let sessions and deliveries finish on SIGTERM")
