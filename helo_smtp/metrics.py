@@ -45,6 +45,11 @@ MESSAGE_LOADS = Counter("helo_message_loads",
                         "or read back from the store", ["source"])
 PACING_SLOWDOWNS = Counter("helo_pacing_slowdowns",
                            "Adaptive slowdowns started after rate-limit replies", ["pool"])
+QUEUE_CLAIMED = Counter("helo_queue_claimed", "Recipients leased from the queue by a worker",
+                        ["mail_type"])
+QUEUE_RELEASED = Counter("helo_queue_released",
+                         "Leased recipients given back without an attempt, by reason",
+                         ["mail_type", "reason"])
 
 
 class QueueCollector(Collector):

@@ -55,7 +55,7 @@ class Capacity:
 
     def refresh(self) -> None:
         """Read the numbers now (blocking; run in a thread except at start)."""
-        self.pending = {mt: self.store.queue.pending_count(mt) for mt in MailType}
+        self.pending = self.store.queue.pending_by_type()
         self.free = free_bytes(self.server.database)
 
     async def run(self) -> None:

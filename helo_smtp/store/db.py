@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from helo_smtp.errors import StorageFull, StoreError
+from helo_smtp.store.walpolicy import WAL_LIMIT_BYTES
 
 T = TypeVar("T")
 J = TypeVar("J")
@@ -46,6 +47,8 @@ def connect(path: str) -> sqlite3.Connection:
     # FULL: the WAL is fsynced at every COMMIT, so a 250 survives power loss.
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    # When SQLite restarts the WAL it cuts the file back to this (store/walpolicy.py).
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return conn
 
 

@@ -165,18 +165,22 @@ _CLAIM_COLUMNS = ("r.id, r.message_id, r.address, r.domain, r.mail_type, r.attem
 
 
 def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
-             lease: float, now: float) -> list[ClaimedRecipient]:
-    """Lease up to ``limit`` due recipients of one mail type, oldest due first."""
+             lease: float, now: float, skip: Sequence[str] = (), since: float = 0.0
+             ) -> list[ClaimedRecipient]:
+    """Lease up to ``limit`` due recipients of one mail type, oldest due first, none of
+    them at a domain in ``skip`` (domains whose groups already wait: outbound/gates.py) and
+    none due before ``since`` (``first_due``: where the rows outside ``skip`` begin)."""
     if dialect(c) == "postgresql":  # several nodes: see pg_queue
         rows = pg_queue.claim_skip_locked(c, mail_type.value, limit, node, lease, now,
-                                          _CLAIM_COLUMNS)
+                                          _CLAIM_COLUMNS, skip, since)
         return sorted((_claimed(r) for r in rows), key=lambda r: (r.message_id, r.domain, r.id))
     ids = [r[0] for r in c.execute(
         "UPDATE recipients SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
         " WHERE id IN (SELECT id FROM recipients WHERE mail_type = ?"
         " AND state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at LIMIT ?) RETURNING id",
-        (node, now + lease, now + lease, mail_type.value, now, limit))]
+        f" AND next_attempt_at >= ?{pg_queue.not_in(skip)} ORDER BY next_attempt_at LIMIT ?)"
+        " RETURNING id",
+        (node, now + lease, now + lease, mail_type.value, now, since, *skip, limit))]
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
@@ -301,9 +305,24 @@ class Queue:
         return result
 
     async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
-                    now: float | None = None) -> list[ClaimedRecipient]:
+                    now: float | None = None, skip: Sequence[str] = (), since: float = 0.0
+                    ) -> list[ClaimedRecipient]:
         t = time.time() if now is None else now
-        return await self.db.awrite(lambda c: claim_in(c, mail_type, limit, node, lease, t))
+        return await self.db.awrite(lambda c: claim_in(c, mail_type, limit, node, lease, t,
+                                                       skip, since))
+
+    def first_due(self, mail_type: MailType, skip: Sequence[str], now: float | None = None
+                  ) -> float | None:
+        """When the earliest due recipient outside ``skip`` became due (None: every due row
+        is at a skipped domain). A read, run before a claim that skips domains: the walk past
+        the skipped domains' rows holds no write lock, and the claim starts where it ends."""
+        t = time.time() if now is None else now
+        row = self.db.read(lambda c: c.execute(
+            "SELECT next_attempt_at FROM recipients WHERE mail_type = ?"
+            " AND state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= ?"
+            f"{pg_queue.not_in(skip)} ORDER BY next_attempt_at LIMIT 1",
+            (mail_type.value, t, *skip)).fetchone())
+        return None if row is None else row[0]
 
     async def record(self, results: Sequence[DeliveryResult]) -> None:
         if results:
@@ -389,6 +408,16 @@ class Queue:
             sql += " AND mail_type = ?"
             args = (mail_type.value,)
         return self.db.read(lambda c: c.execute(sql, args).fetchone()[0])
+
+    def pending_by_type(self) -> dict[MailType, int]:
+        """Pending recipients not held, per mail type: one walk of the due index (the
+        admission marks read it every second: ``inbound/capacity.py``)."""
+        rows = self.db.read(lambda c: c.execute(
+            "SELECT mail_type, count(*) FROM recipients WHERE state IN ('queued', 'deferred')"
+            " AND held = 0 GROUP BY mail_type").fetchall())
+        out = dict.fromkeys(MailType, 0)
+        out.update({MailType(r[0]): r[1] for r in rows})
+        return out
 
     def next_due(self, mail_type: MailType) -> float | None:
         """When the earliest pending recipient of this type is due (None: queue empty)."""
