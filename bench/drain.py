@@ -82,6 +82,15 @@ class WalWatch:
         self._thread.join()
 
 
+def _wait_delivering(relay: Any, timeout: float) -> None:
+    """Until the delivery process says it has started (its start-up is not the drain)."""
+    end = time.monotonic() + timeout
+    while "event=delivery_started" not in relay.log_tail(1_000_000):
+        if time.monotonic() > end:
+            raise RuntimeError(f"no delivery process: {relay.log_tail()}")
+        time.sleep(0.2)
+
+
 def _delivery_pid(serve_pid: int) -> int | None:
     kids = procs.children(serve_pid)
     return kids[0] if kids else None
@@ -117,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (relay.root / "helo.toml").write_text(to_toml(relay.config()))
         fill_s = queuefill.fill_backlog(relay.db_path, args.messages, BC_DOMAIN)
         relay.start()
+        _wait_delivering(relay, 120.0)
         time.sleep(args.warmup)
         serve_pid = relay.pid
         assert serve_pid is not None

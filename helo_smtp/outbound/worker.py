@@ -48,6 +48,7 @@ from helo_smtp.outbound.gates import Gates
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
+from helo_smtp.outbound.priority import Priority, for_loop
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
 from helo_smtp.store import Store
 from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
@@ -123,6 +124,7 @@ class Worker:
         self._seconds: dict[str, float] = {}  # moving average of a delivery, per domain
         self._kick = asyncio.Event()
         self.gates = Gates(on_empty=self._kick.set)
+        self.priority = Priority()  # shared with the loop's other worker once run() starts
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
@@ -150,6 +152,7 @@ class Worker:
     async def run(self) -> None:
         """Claim and deliver until ``stop()``."""
         self._loop = asyncio.get_running_loop()
+        self.priority = for_loop(self._loop)
         keeper = asyncio.create_task(self._housekeeping(), name=f"keeper-{self.mail_type}")
         try:
             while not self._stopping:
@@ -421,6 +424,18 @@ class Worker:
         self._seconds[domain] = 0.7 * last + 0.3 * seconds
 
     async def _attempt(self, job: Job) -> dict[int, Settled]:
+        urgent = self.mail_type == MailType.TRANSACTIONAL
+        if urgent:
+            self.priority.begin()
+        try:
+            if not urgent:  # transactional first on the shared loop (outbound/priority.py)
+                await self.priority.defer()
+            return await self._attempt_now(job)
+        finally:
+            if urgent:
+                self.priority.end()
+
+    async def _attempt_now(self, job: Job) -> dict[int, Settled]:
         msg, signed = await self._load_signed(job.message_id)
         if msg is None:
             gone = local("queue", "5.3.0", "message data missing", BounceCategory.OTHER)
