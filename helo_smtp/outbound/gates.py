@@ -26,6 +26,7 @@ Nothing here touches the store; the worker does (``outbound/worker.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -45,6 +46,7 @@ class Gates:
         self._on_empty = on_empty  # a line emptied: its domain's rows may be claimed again
         self._waiting: Counter[str] = Counter()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._nudges: dict[str, asyncio.Event] = {}
         self._dry: frozenset[str] | None = None
         self._dry_until = 0.0
 
@@ -71,19 +73,28 @@ class Gates:
         ``wait`` the pacer named and the line ahead of it (``seconds_each`` a group)."""
         return now + max(wait, self.waiting(domain) * seconds_each)
 
-    async def wait_turn(self, domain: str, wait: float,
-                        ask: Callable[[], Awaitable[float]]) -> None:
+    async def wait_turn(self, domain: str, ask: Callable[[], Awaitable[float]]) -> None:
         """Wait in ``domain``'s line until ``ask()`` (the pacer: 0.0 = go, tokens taken)
-        lets this group go. ``wait``: what the pacer said at claim time."""
+        lets this group go. Only the head of the line asks, when it gets there (an answer
+        from claim time is stale once the groups ahead went), then after each wait, or
+        sooner when ``nudge`` says a connection of the domain came free."""
         self._waiting[domain] += 1
         lock = self._locks.setdefault(domain, asyncio.Lock())
         try:
             async with lock:
-                while wait > 0:
-                    await asyncio.sleep(max(MIN_RETRY, wait))
-                    wait = await ask()
+                nudge = self._nudges.setdefault(domain, asyncio.Event())
+                while (wait := await ask()) > 0:
+                    nudge.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(nudge.wait(), max(MIN_RETRY, wait))
         finally:
             self._leave(domain)
+
+    def nudge(self, domain: str) -> None:
+        """A delivery to ``domain`` ended: its line's head may ask again now."""
+        event = self._nudges.get(domain)
+        if event is not None:
+            event.set()
 
     def _leave(self, domain: str) -> None:
         self._waiting[domain] -= 1
@@ -92,6 +103,7 @@ class Gates:
             lock = self._locks.get(domain)
             if lock is not None and not lock.locked():
                 del self._locks[domain]
+                self._nudges.pop(domain, None)
             self._dry = None  # a busy domain left: the next claim may find its rows
             self._on_empty()
 

@@ -336,7 +336,7 @@ class Worker:
 
     def _spawn(self, job: Job, wait: float = 0.0) -> None:
         job.gated = wait > 0
-        task = asyncio.create_task(self._deliver(job, wait), name=f"deliver-{job.message_id}")
+        task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.message_id}")
         self._jobs[task] = job
         if not job.gated:
             self._by_domain[job.domain] += 1
@@ -345,17 +345,18 @@ class Worker:
     def _done(self, task: asyncio.Task[None]) -> None:
         job = self._jobs.pop(task, None)
         if job is not None and not job.gated:
+            self.gates.nudge(job.domain)
             self._by_domain[job.domain] -= 1
             if self._by_domain[job.domain] <= 0:
                 del self._by_domain[job.domain]
         self._kick.set()
 
     # ---- one delivery ------------------------------------------------------------------
-    async def _deliver(self, job: Job, wait: float = 0.0) -> None:
+    async def _deliver(self, job: Job) -> None:
         recorded = False
         try:
             if job.gated:  # in line at the domain's gate until the pacer lets it go
-                await self.gates.wait_turn(job.domain, wait, lambda: self._hold_back(job))
+                await self.gates.wait_turn(job.domain, lambda: self._hold_back(job))
                 job.gated = False
                 self._by_domain[job.domain] += 1
             await self.caps.acquire(job.domain)

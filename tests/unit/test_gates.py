@@ -64,7 +64,7 @@ def test_one_line_per_domain_in_order_and_the_last_one_out_says_so():
             asks.append(n)
             return next(tries)
 
-        await g.wait_turn("a.test", 0.01, ask)
+        await g.wait_turn("a.test", ask)
         order.append(n)
 
     async def run() -> None:
@@ -77,3 +77,20 @@ def test_one_line_per_domain_in_order_and_the_last_one_out_says_so():
     assert order == [0, 1, 2]
     assert asks == [0, 0, 1, 1, 2, 2]  # only the head of the line asks the pacer
     assert g.busy() == [] and emptied == [True]
+
+
+def test_a_nudge_ends_the_heads_wait_early():
+    g = Gates()
+    answers = iter([60.0, 0.0])  # wait a minute... but a connection frees at once
+
+    async def ask() -> float:
+        return next(answers)
+
+    async def run() -> None:
+        task = asyncio.create_task(g.wait_turn("a.test", ask))
+        await asyncio.sleep(0.01)
+        g.nudge("a.test")
+        await asyncio.wait_for(task, 30)
+
+    asyncio.run(run())
+    assert g.busy() == []
