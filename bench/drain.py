@@ -12,12 +12,16 @@ broadcast messages of 4 KiB, one recipient each, all due now at one destination 
 * CPU seconds of the delivery process (the child of ``serve``) and of the listener process;
 * the size of the SQLite WAL file at the start and at the end of the window, and its peak;
 * broadcast messages the sink received;
-* transactional probes (one a second on the submission port, delivered to an aiosmtpd sink
+* transactional probes (every ``--probe-interval`` s on the submission port, to an aiosmtpd sink
   that stamps arrival): submit-to-delivered latency, p50 / p99 / max.
 
-It prints one JSON object. Run it from a checkout: the relay runs the code of the checkout the
-script is in (bench/helo.py puts that on PYTHONPATH), so the same command measures another
-branch from a second checkout. Needs root for smtp-sink's -u (as bench/run.sh).
+It prints one JSON object; with ``--into FILE --label NAME`` it also stores it in FILE (a JSON
+object of runs by label, ``bench/results/drain.json``), which ``python -m bench --report``
+renders into docs/benchmarks.md (``bench/report_drain.py``).
+
+Run it from a checkout: the relay runs the code of the checkout the script is in
+(bench/helo.py puts that on PYTHONPATH), so the same command measures another branch from a
+second checkout. Needs root for smtp-sink's -u (as bench/run.sh).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,6 +56,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pacing", choices=("on", "off"), default="on")
     p.add_argument("--probes", choices=("on", "off"), default="on")
     p.add_argument("--keep", action="store_true", help="keep the work directory (relay log)")
+    p.add_argument("--into", default="", help="store the result in this JSON file, by label")
+    p.add_argument("--label", default="", help="the result's name in --into (e.g. main-paced)")
     p.add_argument("--probe-interval", type=float, default=0.25,
                    help="seconds between transactional probes (one session)")
     return p.parse_args(argv)
@@ -172,8 +179,22 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 1)
 
 
+def store(path: str, label: str, result: dict[str, Any]) -> None:
+    """Add ``result`` to the runs in ``path`` under ``label`` (the other runs are kept)."""
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.exists() else {"runs": {}}
+    data["runs"][label] = result
+    p.write_text(json.dumps(data, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    print(json.dumps(run(parse(argv)), indent=1))
+    args = parse(argv)
+    result = run(args)
+    result["command"] = "python -m bench.drain " + " ".join(argv if argv is not None
+                                                            else sys.argv[1:])
+    print(json.dumps(result, indent=1))
+    if args.into:
+        store(args.into, args.label or args.pacing, result)
     return 0
 
 

@@ -15,7 +15,8 @@ the rest, five times a second (issue #23). Now:
 * **Skip busy domains.** While a domain has groups waiting, the claim skips it (``skip``) so
   its backlog stays in the store. When a claim with skipped domains comes back short, every
   due row belongs to a busy domain: claims stop (``dry``) until one of them leaves the busy set,
-  new mail arrives (``wake``) or ``DRY_SECONDS`` pass (rows deferred for retry come due).
+  ``WET_SECONDS`` after new mail arrives (``wet``: a campaign's stream of submissions costs one
+  look per that time, not one per message) or after ``DRY_SECONDS`` (retries come due).
 * **A bounded line.** A gate holds at most ``hold_cap`` groups (what the domain starts in
   ``HOLD_SECONDS``, at least two connection waves). A group beyond it is given back once, due
   when the line ahead of it will have gone (``overflow_due``), not 0.1 s later.
@@ -34,6 +35,7 @@ from collections.abc import Awaitable, Callable
 
 HOLD_SECONDS = 10.0  # a paced gate holds what its domain starts in this long
 DRY_SECONDS = 5.0  # after a short claim past busy domains, look again at least this often
+WET_SECONDS = 0.5  # new mail ends a dry spell this soon (one look per burst of submissions)
 MIN_RETRY = 0.01  # seconds: never re-ask the pacer in a tighter loop than this
 
 
@@ -124,5 +126,6 @@ class Gates:
         return max(0.0, self._dry_until - self._clock()) if self._dry is not None else 0.0
 
     def wet(self) -> None:
-        """New mail was committed: it may be for a domain that is not busy."""
-        self._dry = None
+        """New mail was committed: it may be for a domain that is not busy; look again soon."""
+        if self._dry is not None:
+            self._dry_until = min(self._dry_until, self._clock() + WET_SECONDS)

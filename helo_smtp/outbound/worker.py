@@ -285,8 +285,8 @@ class Worker:
             waves = self._by_domain[job.domain] / per_domain
             guess = waves * self._seconds.get(job.domain, FIRST_GUESS)
             return min(MAX_BACKLOG_DELAY, max(MIN_BACKLOG_DELAY, guess))
-        # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
-        # the rows back (store.queue.release) instead of holding a lease or a connection.
+        # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay makes
+        # the group wait in its domain's line (outbound/gates.py), holding no connection.
         if self._shared:
             pool = self.cfg.pool(self.mail_type)
             n = self._transactions(job)
