@@ -376,8 +376,10 @@ class Worker:
                 settled = await self._attempt(job)
                 self._timed(job.domain, time.monotonic() - began)
             finally:
-                self.caps.release(job.domain)
-                await self._free_slot(job.domain, slot)
+                try:  # the cluster slot first: a job the local cap lets in must find it free
+                    await self._free_slot(job.domain, slot)
+                finally:
+                    self.caps.release(job.domain)
             await self._record(job.rows, self._results(job, settled))
             recorded = True
         except StoreError as exc:

@@ -33,5 +33,7 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/e2e/test_5xx_per_recipient.py::test_5xx_bounces_one_recipient_others_delivered",
     "tests/e2e/test_retry_after_4xx.py::test_4xx_then_delivered_on_retry",
     "tests/e2e/test_queue_isolation.py::test_broadcast_backlog_never_delays_transactional",
+    "tests/broadcast/test_paced_drain.py::"
+    "test_a_paced_broadcast_is_leased_once_per_row_and_never_given_back",
     "tests/e2e/test_mixed_rcpt.py::test_mixed_rcpt_results",
 })
