@@ -14,8 +14,9 @@ the rest, five times a second (issue #23). Now:
   fifty groups costs one timer, not fifty.
 * **Skip busy domains.** While a domain has groups waiting, the claim skips it (``skip``) so
   its backlog stays in the store. When a claim with skipped domains comes back short, every
-  due row belongs to a busy domain: claims stop (``dry``) until one of them leaves the busy set,
-  ``WET_SECONDS`` after new mail arrives (``wet``: a campaign's stream of submissions costs one
+  due row belongs to a busy domain: claims that would skip the same domains stop (``dry``) until
+  one of them leaves the busy set (then it is claimed from directly), ``WET_SECONDS`` after new
+  mail arrives (``wet``: a campaign's stream of submissions costs one
   look per that time, not one per message) or after ``DRY_SECONDS`` (retries come due).
 * **A bounded line.** A gate holds at most ``hold_cap`` groups (what the domain starts in
   ``HOLD_SECONDS``, at least two connection waves). A group beyond it is given back once, due
@@ -106,7 +107,9 @@ class Gates:
             if lock is not None and not lock.locked():
                 del self._locks[domain]
                 self._nudges.pop(domain, None)
-            self._dry = None  # a busy domain left: the next claim may find its rows
+            # The next claim no longer skips this domain (its rows are found without a
+            # walk past them); ``_dry`` stays: it still says no *other* domain has due rows,
+            # so when this line fills again the walk is not repeated before it lapses.
             self._on_empty()
 
     # ---- when claiming is pointless -------------------------------------------------------

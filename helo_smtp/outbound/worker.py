@@ -256,9 +256,13 @@ class Worker:
         return len(rows) == limit and started > 0
 
     def _may_wait(self, job: Job) -> bool:
-        """Room in the line at the job's domain (``Gates.hold_cap``)."""
-        cap = self.gates.hold_cap(self.pacer.domain_rate(job.domain), self.caps.per_domain)
-        return self.gates.waiting(job.domain) < cap
+        """Paced, with room in the line at the job's domain (``Gates.hold_cap``). On an
+        unpaced pool a group waits only for a connection wave, a short wait: it goes back to
+        the queue as before (measured: lines there cost a third of an unpaced drain's rate)."""
+        rate = self.pacer.domain_rate(job.domain)
+        if rate <= 0 and self.pacer.allowance() is None:
+            return False
+        return self.gates.waiting(job.domain) < self.gates.hold_cap(rate, self.caps.per_domain)
 
     async def _overflow(self, job: Job, wait: float) -> None:
         """The domain's line is full: back to the queue once, due when the line has gone."""
