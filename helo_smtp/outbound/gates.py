@@ -7,10 +7,10 @@ the rest, five times a second (issue #23). Now:
 * **Claim only what can start.** A paced pool claims at most the tokens its bucket holds now,
   less the groups already waiting that will take them (``claim_limit``); with none, the worker
   sleeps until the next token (``Pacer.pool_wait``) without touching the store.
-* **Wait in memory, in line.** A claimed group whose destination has no token yet (or already
-  has two waves of connections) waits at its domain's gate: it keeps its lease (the worker
-  renews leases of every group it holds), holds no connection, and starts when the domain's
-  bucket says so. One group per domain at a time asks the pacer (a FIFO lock), so a gate of
+* **Wait in memory, in line.** On a paced pool, a claimed group whose destination has no token
+  yet (or already has two waves of connections) waits at its domain's gate: it keeps its lease
+  (the worker renews leases of every group it holds), holds no connection, and starts when the
+  domain's bucket says so. One group per domain at a time asks the pacer (a FIFO lock), so a gate of
   fifty groups costs one timer, not fifty.
 * **Skip busy domains.** While a domain has groups waiting, the claim skips it (``skip``) so
   its backlog stays in the store. When a claim with skipped domains comes back short, every

@@ -9,10 +9,11 @@ range of the partial due index), so a backlog of any size in one queue never del
 The loop: claim at most as many rows as there is room for in flight and, on a paced pool, as
 the pool's tokens let start now (leased; the lease is renewed while they are held, and a crash
 lets it lapse so the rows simply come back), group them by (message, domain), and start one
-delivery task per group. A group whose domain already has a full wave waiting, or that the
-pacer says must wait, waits at its domain's gate (``outbound/gates.py``: in memory, no
-connection held, its domain skipped by the next claims); a full gate gives the group back once
-with ``store.queue.release``, due when the line ahead of it will have gone. With nothing due
+delivery task per group. On a paced pool, a group whose domain already has a full wave
+waiting, or that the pacer says must wait, waits at its domain's gate (``outbound/gates.py``:
+in memory, no connection held, its domain skipped by the next claims); a full gate, or a full
+wave on an unpaced pool, gives the group back with ``store.queue.release``, due when the line
+ahead of it will have gone. With nothing due
 the worker sleeps until ``wake()``, the next token or the next due time
 (``store.queue.next_due``).
 
