@@ -25,24 +25,17 @@ other on this 2-core machine **while other engineers' test suites and benchmarks
 columns as noisy (a p99 of {probes} probes is their second-slowest).
 
 """
-HEAD = ["code", "pacing", "delivery CPU (share of a core)", "listener CPU", "WAL growth",
+HEAD = ["run", "code", "pacing", "delivery CPU (share of a core)", "listener CPU", "WAL growth",
         "WAL peak", "broadcast sent", "probes", "p50", "p99", "max"]
-
-CODES = {
-    "main": "main (b1662d2): claim 200, release what must wait, due 0.1 s later",
-    "no-priority": "this branch, transactional priority off",
-    "branch": "this branch",
-}
-
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
 def _row(label: str, r: dict[str, Any]) -> str:
-    code = CODES.get(label.rsplit("-", 1)[0], label)
+    code = r.get("code", label)
     p = r["probes"]
-    return (f"| {code} | {r['pacing']} | {r['cpu_share']['delivery'] * 100:.0f} %"
+    return (f"| {label} | {code} | {r['pacing']} | {r['cpu_share']['delivery'] * 100:.0f} %"
             f" ({r['cpu_seconds']['delivery']:.1f} s) | {r['cpu_share']['listener'] * 100:.0f} %"
             f" | {_mib(r['wal_bytes']['growth'])} | {_mib(r['wal_bytes']['peak'])}"
             f" | {r['bc_delivered']:,} | {p['delivered']}/{p['sent']} | {p['p50_ms']:.0f} ms"
