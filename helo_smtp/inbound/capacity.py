@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
 from helo_smtp.config import ServerConfig
 from helo_smtp.inbound import policy
 from helo_smtp.models import MailType
+from helo_smtp.ports import Submission
 
 log = logging.getLogger("helo_smtp.smtp")
 
@@ -47,15 +47,15 @@ def high_water(server: ServerConfig, mail_type: MailType) -> int:
 
 
 class Capacity:
-    def __init__(self, store: Any, server: ServerConfig) -> None:
-        self.store = store
+    def __init__(self, submission: Submission, server: ServerConfig) -> None:
+        self.submission = submission
         self.server = server
         self.pending: dict[MailType, int] = dict.fromkeys(MailType, 0)
         self.free: int | None = None
 
     def refresh(self) -> None:
         """Read the numbers now (blocking; run in a thread except at start)."""
-        self.pending = self.store.queue.pending_by_type()
+        self.pending = self.submission.backlog()
         self.free = free_bytes(self.server.database)
 
     async def run(self) -> None:

@@ -41,9 +41,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import helo_smtp.store.walpolicy as walpolicy
 from helo_smtp.errors import StoreError
-from helo_smtp.store import walpolicy
-from helo_smtp.store.db import (
+from helo_smtp.store.groupcommit import (
     BUSY_TIMEOUT_MS,
     Done,
     Job,

@@ -5,7 +5,7 @@ claimed and given back over and over. Counted, not timed: the claims and release
 
 from __future__ import annotations
 
-from helo_smtp import metrics
+from helo_smtp.runtime import metrics
 from helo_smtp.models import MailType
 from tests.support.accounting import assert_accounting
 from tests.support.metricvalue import sample
