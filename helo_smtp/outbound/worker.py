@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 
@@ -53,6 +54,7 @@ MAX_SLEEP = 5.0  # poll at least this often (leases of other nodes lapse silentl
 TICK = 1.0  # housekeeping period: idle connections, lease renewal
 FIRST_GUESS = 0.5  # seconds a delivery to an unknown domain is assumed to take
 MIN_BACKLOG_DELAY, MAX_BACKLOG_DELAY = 0.1, 30.0
+SHARED_HOLD_SECONDS = 2.0  # on a shared store a node's line holds this much of a domain's rate
 
 
 def session_params(cfg: Config, mail_type: MailType) -> SessionParams:
@@ -223,7 +225,10 @@ class Worker(DeliveryJob):
         rate = self.pacer.domain_rate(job.domain)
         if rate <= 0 and self.pacer.allowance() is None:
             return False
-        return self.gates.waiting(job.domain) < self.gates.hold_cap(rate, self.caps.per_domain)
+        cap = self.gates.hold_cap(rate, self.caps.per_domain)
+        if self._shared:  # other nodes take their share of the rest, and of a failover
+            cap = min(cap, max(1, math.ceil(rate * SHARED_HOLD_SECONDS)))
+        return self.gates.waiting(job.domain) < cap
 
     async def _overflow(self, job: Job, wait: float) -> None:
         """The line is full (or the pool unpaced): back to the queue, due when it has gone."""

@@ -4,8 +4,8 @@ every row is leased once and none is given back. Counted, not timed."""
 
 from __future__ import annotations
 
-from helo_smtp.runtime import metrics
 from helo_smtp.models import MailType
+from helo_smtp.runtime import metrics
 from tests.support.metricvalue import sample
 from tests.support.outbound import bulk_enqueue, wait_states
 

@@ -5,8 +5,8 @@ claimed and given back over and over. Counted, not timed: the claims and release
 
 from __future__ import annotations
 
-from helo_smtp.runtime import metrics
 from helo_smtp.models import MailType
+from helo_smtp.runtime import metrics
 from tests.support.accounting import assert_accounting
 from tests.support.metricvalue import sample
 from tests.support.outbound import capture_log, enqueue, wait_states
