@@ -143,7 +143,7 @@ def _per_round(result: dict[str, Any], section: str = "throughput") -> str:
 
 
 def render(result: dict[str, Any], pngs: list[str]) -> str:
-    from bench import cluster_report, report_md2
+    from bench import cluster_report, report_drain, report_md2
 
     p = result["params"]
     parts = [
@@ -156,6 +156,7 @@ def render(result: dict[str, Any], pngs: list[str]) -> str:
                      delay=p["slow_delay"]),
         _throughput(result, pngs),
         report_md2.isolation(result, pngs),
+        report_drain.section(),
         report_md2.memory(result),
         report_md2.queue(result),
         report_md2.profile(result),

@@ -37,7 +37,10 @@ class ServerConfig:
                             "SQLite file path (or postgresql://... for several nodes)")
     node_id: str = _s("", "name of this node in leases, unique per node (empty: the host name)")
     free_space_margin_mb: int = _s(64, "refuse MAIL with 452 4.3.1 when the disk has less free")
-    queue_high_water: int = _s(1_000_000, "pending recipients above which MAIL gets 451 4.3.2")
+    queue_high_water: int = _s(1_000_000, "pending transactional recipients above which "
+                               "transactional mail gets 451 4.3.2 (broadcast volume never counts)")
+    broadcast_high_water: int = _s(500_000, "pending broadcast recipients above which broadcast "
+                                   "mail gets 451 4.3.2 (the lower of this and queue_high_water)")
     dev_bootstrap: bool = _s(False,
                              "dev only: create a dev account, verified domain and credential")
     shutdown_grace: float = _s(30.0, "seconds to let sessions and deliveries finish on SIGTERM")
@@ -242,15 +245,32 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}'")
-    kwargs = {name: _convert(hints[name], value, source, f"{prefix}{name}")
+    defaults = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {name: _convert(hints[name], value, source, f"{prefix}{name}",
+                             _section_default(defaults[name]))
               for name, value in data.items()}
     return cls(**kwargs)
 
 
-def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+def _section_default(f: dataclasses.Field[Any]) -> Any:
+    """The default of a field that is a table of its own (``[pools.broadcast]``), else None.
+
+    A table in the file is merged over this value, not over its class's defaults, so a
+    section whose defaults differ from its type's (the broadcast pool) keeps them for every
+    key the file leaves out."""
+    if f.default_factory is dataclasses.MISSING:
+        return None
+    value = f.default_factory()
+    return value if dataclasses.is_dataclass(value) else None
+
+
+def _convert(tp: Any, value: Any, source: str, key: str, base: Any = None) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, key + ".")
+        built = _build(tp, value, source, key + ".")
+        if base is None:
+            return built
+        return dataclasses.replace(base, **{k: getattr(built, k) for k in value})
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):

@@ -77,8 +77,9 @@ class Submission(Protocol):
     async def commit(self, message: NewMessage) -> Committed:
         """One transaction; resolves only when the COMMIT is on disk (then the 250)."""
 
-    def backlog(self) -> int:
-        """Recipients waiting for delivery (blocking: call it off the loop)."""
+    def backlog(self) -> dict[MailType, int]:
+        """Recipients waiting for delivery (not held), per mail type (blocking: call it off
+        the loop). Each type's admission mark counts only its own (``inbound/capacity.py``)."""
 
 
 #: Told about each message just committed (not replays), e.g. to hand it to the delivery
@@ -98,8 +99,15 @@ class DeliveryQueue(Protocol):
 
     recent: RecentMessages  # messages just committed, for their first delivery
 
-    async def claim(self, mail_type: MailType, limit: int, node: str, lease: float
-                    ) -> list[ClaimedRecipient]: ...
+    async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
+                    now: float | None = None, skip: Sequence[str] = (), since: float = 0.0
+                    ) -> list[ClaimedRecipient]:
+        """Lease up to ``limit`` due rows, none at a domain in ``skip``, none due before
+        ``since`` (``first_due``)."""
+
+    def first_due(self, mail_type: MailType, skip: Sequence[str], now: float | None = None
+                  ) -> float | None:
+        """When the earliest due row outside ``skip`` became due (None: none is)."""
 
     async def record(self, results: Sequence[DeliveryResult]) -> None: ...
 

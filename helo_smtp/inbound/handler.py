@@ -97,12 +97,14 @@ class Handler:
     # ---- MAIL -----------------------------------------------------------------------------
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
+        # The listener's type, or transactional on a header listener (DATA checks again).
+        admit = policy.mail_type(ListenerMailType(server.listener.mail_type), None)
         return await self._guard(server, envelope, "MAIL",
-                                 self._mail(session, envelope, address, options))
+                                 self._mail(session, envelope, address, options, admit))
 
-    async def _mail(self, session: Any, envelope: Any, address: str, options: list[str]
-                    ) -> str:
-        self.capacity.check()
+    async def _mail(self, session: Any, envelope: Any, address: str, options: list[str],
+                    admit: MailType) -> str:
+        self.capacity.check(admit)
         problem = check_mailbox(address, envelope.smtp_utf8)
         if problem is AddressProblem.NEEDS_SMTPUTF8:
             raise errors.SmtputfRequired()
@@ -152,6 +154,7 @@ class Handler:
         envelope.channel_id = channel.id
         mail_type = policy.mail_type(ListenerMailType(server.listener.mail_type), ctl.mail_type)
         envelope.mail_type = mail_type
+        self.capacity.check_type(mail_type)  # a header listener learns the type only here
         for domain in dict.fromkeys(inc.from_domains):
             policy.check_sender_domain(await self.directory.domain_verified(ref.account_id,
                                                                             domain))
@@ -199,7 +202,7 @@ class Handler:
         if not result.replayed:
             if self.committed is not None and msg.recipients:
                 self.committed(stored_message(msg, result.broadcast_id))
-            self.capacity.note_accepted(len(msg.recipients))
+            self.capacity.note_accepted(len(msg.recipients), msg.mail_type)
             metrics.MESSAGES_ACCEPTED.labels(msg.mail_type.value).inc()
             self.wake(msg.mail_type)
         self._log(server, envelope, 250, "2.0.0", "replayed" if result.replayed else "accepted")

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from helo_smtp.config import Config
@@ -28,9 +29,11 @@ from helo_smtp.models import (
 from helo_smtp.outbound import records
 from helo_smtp.outbound.delivery import Attempt, Envelope, Settled, Transport
 from helo_smtp.outbound.dkim import Signer
+from helo_smtp.outbound.gates import Gates
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
+from helo_smtp.outbound.priority import Priority
 from helo_smtp.outbound.session import TLSMode
 from helo_smtp.outbound.slots import NoSlot
 from helo_smtp.outbound.unrecorded import Unrecorded
@@ -54,6 +57,7 @@ class Job:
     domain: str
     rows: list[ClaimedRecipient] = field(default_factory=list)
     started: bool = False  # holds a connection slot: stop() lets it finish within grace
+    gated: bool = False  # waits in its domain's line (outbound/gates.py), not in _by_domain
 
     @property
     def ids(self) -> list[int]:
@@ -92,6 +96,9 @@ class DeliveryJob:
     _seconds: dict[str, float]
     _stopping: bool
     unrecorded: Unrecorded
+    gates: Gates
+    priority: Priority
+    _hold_back: Callable[[Job], Awaitable[float]]  # the worker's pacer check
 
     @property
     def _shared(self) -> bool:
@@ -103,6 +110,10 @@ class DeliveryJob:
     async def _deliver(self, job: Job) -> None:
         recorded = False
         try:
+            if job.gated:  # in line at the domain's gate until the pacer lets it go
+                await self.gates.wait_turn(job.domain, lambda: self._hold_back(job))
+                job.gated = False
+                self._by_domain[job.domain] += 1
             await self.caps.acquire(job.domain)
             try:
                 if self._stopping:
@@ -161,6 +172,18 @@ class DeliveryJob:
         self._seconds[domain] = 0.7 * last + 0.3 * seconds
 
     async def _attempt(self, job: Job) -> dict[int, Settled]:
+        urgent = self.mail_type == MailType.TRANSACTIONAL
+        if urgent:
+            self.priority.begin()
+        try:
+            if not urgent:  # transactional first on the shared loop (outbound/priority.py)
+                await self.priority.defer()
+            return await self._attempt_now(job)
+        finally:
+            if urgent:
+                self.priority.end()
+
+    async def _attempt_now(self, job: Job) -> dict[int, Settled]:
         msg, signed = await self._load_signed(job.message_id)
         if msg is None:
             gone = local("queue", "5.3.0", "message data missing", BounceCategory.OTHER)

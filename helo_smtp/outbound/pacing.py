@@ -174,6 +174,24 @@ class Pacer:
         bucket.take(n)
         return 0.0
 
+    def allowance(self) -> int | None:
+        """Messages the pool's bucket lets start now (None: the pool is unpaced). A paced
+        worker claims no more than this (``outbound/gates.py``)."""
+        if self._pool_bucket.rate <= 0:
+            return None
+        self._pool_bucket.refill(self._clock())
+        return max(0, int(self._pool_bucket.tokens + EPSILON))
+
+    def pool_wait(self, n: int = 1) -> float:
+        """Seconds until the pool's bucket holds ``n`` tokens (0.0: now, or unpaced)."""
+        return self._pool_bucket.wait(n, self._clock())
+
+    def note_taken(self, n: int) -> None:
+        """``n`` messages went out on tokens taken elsewhere (the cluster's buckets in the
+        store): keep this node's pool bucket in step so ``allowance`` stays honest."""
+        self._pool_bucket.refill(self._clock())
+        self._pool_bucket.take(n)
+
     def note_reply(self, domain: str, code: int | None, status: str | None,
                    text: str | None) -> bool:
         """Read a remote reply; True when it started or deepened a slowdown of ``domain``."""

@@ -6,12 +6,15 @@ buckets (``pacing.Pacer``), idle connections. They share nothing but the event l
 and the DNS cache, and each claims only its own type (``store.queue.claim`` reads its own
 range of the partial due index), so a backlog of any size in one queue never delays the other.
 
-The loop: claim at most as many rows as there is room for in flight (leased; the lease is
-renewed while they are held, and a crash lets it lapse so the rows simply come back), group
-them by (message, domain), and start one delivery task per group. A group whose domain already
-has a full wave waiting, or that the pacer says must wait, is given back with
-``store.queue.release`` (due later, no lease, no connection held while it waits). With nothing
-due the worker sleeps until ``wake()`` or the next due time (``store.queue.next_due``).
+The loop: claim at most as many rows as there is room for in flight and, on a paced pool, as
+the pool's tokens let start now (leased; the lease is renewed while they are held, and a crash
+lets it lapse so the rows simply come back), group them by (message, domain), and start one
+delivery task per group. On a paced pool, a group whose domain already has a full wave
+waiting, or that the pacer says must wait, waits at its domain's gate (``outbound/gates.py``:
+in memory, no connection held, its domain skipped by the next claims); a full gate, or a full
+wave on an unpaced pool, gives the group back with ``store.queue.release``, due when the line
+ahead of it will have gone. With nothing due the worker sleeps until ``wake()``, the next token
+or the next due time (``store.queue.next_due``).
 
 Two hooks sit in the path of each group: the pacer (``_hold_back``, before a connection slot is
 taken) and per-recipient personalization (``_envelopes``: ``tracking.personalize`` makes one
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 
@@ -35,13 +39,16 @@ from helo_smtp.outbound import records
 from helo_smtp.outbound.connections import ConnectionCache, SourceAddresses
 from helo_smtp.outbound.delivery import Settled, Transport
 from helo_smtp.outbound.dkim import Signer
+from helo_smtp.outbound.gates import Gates
 from helo_smtp.outbound.job import CLUSTER_BUSY_DELAY, DeliveryJob, Job, group
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
+from helo_smtp.outbound.priority import Priority, for_loop
 from helo_smtp.outbound.session import Connection, SessionParams, tls_contexts
 from helo_smtp.outbound.slots import ClusterSlots
 from helo_smtp.outbound.unrecorded import Unrecorded
 from helo_smtp.ports import Delivery
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.delivery")
 
@@ -49,6 +56,7 @@ MAX_SLEEP = 5.0  # poll at least this often (leases of other nodes lapse silentl
 TICK = 1.0  # housekeeping period: idle connections, lease renewal
 FIRST_GUESS = 0.5  # seconds a delivery to an unknown domain is assumed to take
 MIN_BACKLOG_DELAY, MAX_BACKLOG_DELAY = 0.1, 30.0
+SHARED_HOLD_SECONDS = 2.0  # on a shared store a node's line holds this much of a domain's rate
 
 
 def session_params(cfg: Config, mail_type: MailType) -> SessionParams:
@@ -84,6 +92,8 @@ class Worker(DeliveryJob):
         self._by_domain: Counter[str] = Counter()
         self._seconds: dict[str, float] = {}  # moving average of a delivery, per domain
         self._kick = asyncio.Event()
+        self.gates = Gates(on_empty=self._kick.set)
+        self.priority = Priority()  # shared with the loop's other worker once run() starts
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self.unrecorded = Unrecorded()  # attempts made whose outcome the store refused
@@ -100,13 +110,18 @@ class Worker(DeliveryJob):
         except RuntimeError:
             same = False
         if same:
-            self._kick.set()
+            self._woken()
         else:
-            loop.call_soon_threadsafe(self._kick.set)
+            loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        self.gates.wet()
+        self._kick.set()
 
     async def run(self) -> None:
         """Claim and deliver until ``stop()``."""
         self._loop = asyncio.get_running_loop()
+        self.priority = for_loop(self._loop)
         keeper = asyncio.create_task(self._housekeeping(), name=f"keeper-{self.mail_type}")
         try:
             while not self._stopping:
@@ -168,14 +183,33 @@ class Worker(DeliveryJob):
         budget = self.caps.max_connections or self.cfg.delivery.batch_size
         return max(0, 2 * budget - len(self._jobs))
 
+    def _limit(self) -> int:
+        """Rows to claim now: room in flight and, when paced, the pool's free tokens."""
+        limit = min(self.cfg.delivery.batch_size, self._room())
+        allowance = self.pacer.allowance()
+        if allowance is not None:
+            limit = min(limit, allowance - self.gates.spoken_for(self.pacer.domain_rate))
+        return limit
+
     async def _claim_round(self) -> bool:
         """Claim and dispatch once; True when a full batch came (claim again at once)."""
         await self.unrecorded.flush(self._record)  # what was delivered is stored first
-        limit = min(self.cfg.delivery.batch_size, self._room())
-        if limit <= 0:
+        limit, skip = self._limit(), self.gates.busy()
+        if limit <= 0 or self.gates.dry(skip):
             return False
+        since = 0.0
+        if skip:  # past the busy domains' rows with a read, off the loop (Queue.first_due)
+            first = await asyncio.to_thread(self.store.queue.first_due, self.mail_type, skip)
+            if first is None:
+                self.gates.mark_dry(skip)
+                return False
+            since = first
         rows = await self.store.queue.claim(self.mail_type, limit, self.node,
-                                            self.cfg.delivery.lease_seconds)
+                                            self.cfg.delivery.lease_seconds, skip=skip,
+                                            since=since)
+        metrics.QUEUE_CLAIMED.labels(self.mail_type.value).inc(len(rows))
+        log.debug("event=claimed mail_type=%s rows=%d limit=%d skipped=%d",
+                  self.mail_type.value, len(rows), limit, len(skip))
         if not rows:
             return False
         now = time.time()
@@ -185,14 +219,35 @@ class Worker(DeliveryJob):
         started = 0
         for job in group([r for r in rows if r.expires_at > now], self._personalized()):
             wait = await self._hold_back(job)
-            if wait > 0:
-                await self.store.queue.release(job.ids, time.time() + wait)
-                log.debug("event=held_back mail_type=%s domain=%s rows=%d seconds=%.3f",
-                          self.mail_type.value, job.domain, len(job.ids), wait)
+            if wait > 0 and not self._may_wait(job):
+                await self._overflow(job, wait)
                 continue
-            self._spawn(job)
-            started += 1
+            self._spawn(job, wait)
+            started += wait <= 0
         return len(rows) == limit and started > 0
+
+    def _may_wait(self, job: Job) -> bool:
+        """Paced, with room in the line at the job's domain (``Gates.hold_cap``). On an
+        unpaced pool a group waits only for a connection wave, a short wait: it goes back to
+        the queue as before (measured: lines there cost a third of an unpaced drain's rate)."""
+        rate = self.pacer.domain_rate(job.domain)
+        if rate <= 0 and self.pacer.allowance() is None:
+            return False
+        cap = self.gates.hold_cap(rate, self.caps.per_domain)
+        if self._shared:  # other nodes take their share of the rest, and of a failover
+            cap = min(cap, max(1, math.ceil(rate * SHARED_HOLD_SECONDS)))
+        return self.gates.waiting(job.domain) < cap
+
+    async def _overflow(self, job: Job, wait: float) -> None:
+        """The line is full (or the pool unpaced): back to the queue, due when it has gone."""
+        rate = self.pacer.domain_rate(job.domain)
+        each = (self._transactions(job) / rate if rate > 0
+                else self._seconds.get(job.domain, FIRST_GUESS) / max(1, self.caps.per_domain))
+        due = self.gates.overflow_due(job.domain, wait, each, time.time())
+        await self.store.queue.release(job.ids, due)
+        metrics.QUEUE_RELEASED.labels(self.mail_type.value, "line_full").inc(len(job.ids))
+        log.debug("event=held_back mail_type=%s domain=%s rows=%d seconds=%.3f",
+                  self.mail_type.value, job.domain, len(job.ids), due - time.time())
 
     async def _hold_back(self, job: Job) -> float:
         """Seconds this group must wait before it may start (0: start now)."""
@@ -202,15 +257,19 @@ class Worker(DeliveryJob):
             waves = self._by_domain[job.domain] / per_domain
             guess = waves * self._seconds.get(job.domain, FIRST_GUESS)
             return min(MAX_BACKLOG_DELAY, max(MIN_BACKLOG_DELAY, guess))
-        # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
-        # the rows back (store.queue.release) instead of holding a lease or a connection.
+        # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay makes
+        # the group wait in its domain's line (outbound/gates.py), holding no connection.
         if self._shared:
             if await self.slots.all_elsewhere(job.domain):  # no connection possible here now
                 return CLUSTER_BUSY_DELAY
             pool = self.cfg.pool(self.mail_type)
-            return await self.store.throttle.take(
-                self.mail_type.value, job.domain, self._transactions(job), pool_rate=pool.rate,
+            n = self._transactions(job)
+            wait = await self.store.throttle.take(
+                self.mail_type.value, job.domain, n, pool_rate=pool.rate,
                 domain_rate=self.pacer.domain_rate(job.domain))
+            if wait <= 0:
+                self.pacer.note_taken(n)  # this node's share of the cluster's tokens
+            return wait
         return self.pacer.delay(job.domain, self._transactions(job))
 
     def _personalized(self) -> bool:
@@ -235,7 +294,10 @@ class Worker(DeliveryJob):
 
     async def _sleep(self) -> None:
         timeout = MAX_SLEEP  # with no room, a finishing delivery kicks us
-        if self._room() > 0:
+        held = self._claims_held()
+        if held > 0:  # no claim would start anything before then: no store read either
+            timeout = min(MAX_SLEEP, held)
+        elif self._room() > 0:
             try:
                 due = self.store.queue.next_due(self.mail_type)
             except Exception:  # same as a failed claim: try again in a while
@@ -246,15 +308,29 @@ class Worker(DeliveryJob):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._kick.wait(), timeout)
 
-    def _spawn(self, job: Job) -> None:
+    def _claims_held(self) -> float:
+        """Seconds claiming must wait for (0.0: claim when kicked or due): the pool's next
+        free token on a paced pool, or the lapse of a dry spell (``Gates.dry``)."""
+        if self.gates.dry(self.gates.busy()):
+            return self.gates.dry_for()
+        allowance = self.pacer.allowance()
+        if allowance is None or self._room() <= 0:
+            return 0.0
+        taken = self.gates.spoken_for(self.pacer.domain_rate)
+        return self.pacer.pool_wait(taken + 1) if allowance <= taken else 0.0
+
+    def _spawn(self, job: Job, wait: float = 0.0) -> None:
+        job.gated = wait > 0
         task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.message_id}")
         self._jobs[task] = job
-        self._by_domain[job.domain] += 1
+        if not job.gated:
+            self._by_domain[job.domain] += 1
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         job = self._jobs.pop(task, None)
-        if job is not None:
+        if job is not None and not job.gated:
+            self.gates.nudge(job.domain)
             self._by_domain[job.domain] -= 1
             if self._by_domain[job.domain] <= 0:
                 del self._by_domain[job.domain]

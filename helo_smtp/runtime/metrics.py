@@ -49,6 +49,11 @@ DELIVERY_PROCESS_RESTARTS = Counter(
     "helo_delivery_process_restarts",
     "Delivery processes restarted by the main process, by reason (exited, unresponsive)",
     ["reason"])
+QUEUE_CLAIMED = Counter("helo_queue_claimed", "Recipients leased from the queue by a worker",
+                        ["mail_type"])
+QUEUE_RELEASED = Counter("helo_queue_released",
+                         "Leased recipients given back without an attempt, by reason",
+                         ["mail_type", "reason"])
 
 
 class QueueCollector(Collector):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from helo_smtp.errors import StorageFull, StoreError
+from helo_smtp.store.walpolicy import WAL_LIMIT_BYTES
 
 J = TypeVar("J")
 log = logging.getLogger("helo_smtp.store")
@@ -36,6 +37,8 @@ def connect(path: str) -> sqlite3.Connection:
     # FULL: the WAL is fsynced at every COMMIT, so a 250 survives power loss.
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    # When SQLite restarts the WAL it cuts the file back to this (store/walpolicy.py).
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     return conn
 
 

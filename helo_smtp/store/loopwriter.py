@@ -20,6 +20,14 @@ microseconds of page-cache writes, so here it runs right on the loop:
   ``CHECKPOINT_EVERY`` seconds while writes come in, without blocking writers. (Not by WAL
   size: once grown, the file keeps its size when SQLite starts writing it from the top again,
   so its size says nothing about what still needs copying.)
+* A passive checkpoint never waits, so while some reader always holds an older snapshot (the
+  delivery process claims, the listeners read) it never gets to the end of the WAL, SQLite
+  never starts the file from the top again, and the WAL grows without end (5.4 GB in the
+  issue #23 run). So the file is kept bounded (``store/walpolicy.py``): once it is larger than
+  ``WAL_LIMIT_BYTES``, the checkpointer asks for ``wal_checkpoint(TRUNCATE)`` at most every
+  ``TRUNCATE_EVERY`` seconds, waiting at most ``TRUNCATE_WAIT_MS`` for readers to move on;
+  when they do, the WAL goes back to zero bytes. If a long reader keeps it from finishing,
+  nothing waits longer than that and the next try comes ``TRUNCATE_EVERY`` seconds later.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import helo_smtp.store.walpolicy as walpolicy
 from helo_smtp.errors import StoreError
 from helo_smtp.store.groupcommit import (
     BUSY_TIMEOUT_MS,
@@ -65,6 +74,7 @@ class LoopWriter:
         self._conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._checkpointer = connect(path)
         self._checkpointer.execute("PRAGMA synchronous = NORMAL")  # a checkpoint still syncs
+        self._wal_policy = walpolicy.WalPolicy(self._checkpointer, self._wal)
         self._batch: list[Job] = []  # submitted this turn
         self._ready: list[Job] = []  # claimed, waiting for the write lock
         self._busy_since: float | None = None  # first BUSY of the current wait
@@ -164,6 +174,7 @@ class LoopWriter:
 
     def _checkpoint(self) -> None:
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self._wal_policy.bound()
 
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpointing = False

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import helo_smtp.store.backlog as backlog
 import helo_smtp.store.broadcasts as broadcasts
 import helo_smtp.store.events as events
 import helo_smtp.store.pg_queue as pg_queue
@@ -131,18 +132,22 @@ _CLAIM_COLUMNS = ("r.id, r.message_id, r.address, r.domain, r.mail_type, r.attem
 
 
 def claim_in(c: sqlite3.Connection, mail_type: MailType, limit: int, node: str,
-             lease: float, now: float) -> list[ClaimedRecipient]:
-    """Lease up to ``limit`` due recipients of one mail type, oldest due first."""
+             lease: float, now: float, skip: Sequence[str] = (), since: float = 0.0
+             ) -> list[ClaimedRecipient]:
+    """Lease up to ``limit`` due recipients of one mail type, oldest due first, none of
+    them at a domain in ``skip`` (domains whose groups already wait: outbound/gates.py) and
+    none due before ``since`` (``first_due``: where the rows outside ``skip`` begin)."""
     if dialect(c) == "postgresql":  # several nodes: see pg_queue
         rows = pg_queue.claim_skip_locked(c, mail_type.value, limit, node, lease, now,
-                                          _CLAIM_COLUMNS)
+                                          _CLAIM_COLUMNS, skip, since)
         return sorted((_claimed(r) for r in rows), key=lambda r: (r.message_id, r.domain, r.id))
     ids = [r[0] for r in c.execute(
         "UPDATE recipients SET claimed_by = ?, lease_until = ?, next_attempt_at = ?"
         " WHERE id IN (SELECT id FROM recipients WHERE mail_type = ?"
         " AND state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at LIMIT ?) RETURNING id",
-        (node, now + lease, now + lease, mail_type.value, now, limit))]
+        f" AND next_attempt_at >= ?{pg_queue.not_in(skip)} ORDER BY next_attempt_at LIMIT ?)"
+        " RETURNING id",
+        (node, now + lease, now + lease, mail_type.value, now, since, *skip, limit))]
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
@@ -273,9 +278,16 @@ class Queue:
         return await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
 
     async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
-                    now: float | None = None) -> list[ClaimedRecipient]:
+                    now: float | None = None, skip: Sequence[str] = (), since: float = 0.0
+                    ) -> list[ClaimedRecipient]:
         t = time.time() if now is None else now
-        return await self.db.awrite(lambda c: claim_in(c, mail_type, limit, node, lease, t))
+        return await self.db.awrite(lambda c: claim_in(c, mail_type, limit, node, lease, t,
+                                                       skip, since))
+
+    def first_due(self, mail_type: MailType, skip: Sequence[str], now: float | None = None
+                  ) -> float | None:
+        """``store/backlog.py``: where the due rows outside ``skip`` begin."""
+        return backlog.first_due(self.db, mail_type, skip, time.time() if now is None else now)
 
     async def record(self, results: Sequence[DeliveryResult]) -> None:
         if results:
@@ -361,6 +373,10 @@ class Queue:
             sql += " AND mail_type = ?"
             args = (mail_type.value,)
         return self.db.read(lambda c: c.execute(sql, args).fetchone()[0])
+
+    def pending_by_type(self) -> dict[MailType, int]:
+        """``store/backlog.py``: pending recipients not held, per mail type."""
+        return backlog.pending_by_type(self.db)
 
     def next_due(self, mail_type: MailType) -> float | None:
         """When the earliest pending recipient of this type is due (None: queue empty)."""

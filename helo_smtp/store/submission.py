@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from helo_smtp.models import Account, Channel, Credential, Domain, NewMessage
+from helo_smtp.models import Account, Channel, Credential, Domain, MailType, NewMessage
 from helo_smtp.ports import Backend
 from helo_smtp.store.accounts import Accounts
 from helo_smtp.store.channels import Channels
@@ -62,5 +62,5 @@ class StoreSubmission:
     async def commit(self, message: NewMessage) -> EnqueueResult:
         return await self._queue.commit(message)
 
-    def backlog(self) -> int:
-        return self._queue.pending_count()
+    def backlog(self) -> dict[MailType, int]:
+        return self._queue.pending_by_type()

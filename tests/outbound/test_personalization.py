@@ -1,5 +1,5 @@
 """Per-recipient copies (tracking.personalize) are made before DKIM signing, one transaction
-each; a paced broadcast gives rows back to the queue instead of holding them."""
+each (paced claims: tests/outbound/test_paced_claims.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import dkim
 from helo_smtp.models import MailType
 from tests.support.accounting import assert_accounting
 from tests.support.outbound import (
-    capture_log,
     dkim_dnsfunc,
     enqueue,
     publish_dkim,
@@ -48,22 +47,4 @@ def test_each_recipient_gets_its_own_signed_copy(rig_factory, sinks, dns, dns_se
         assert b"/o/" in data  # the open pixel
         unsub.add(re.search(rb"List-Unsubscribe: <([^>]+)>", data).group(1))
     assert len(unsub) == 2  # one token per recipient
-    assert_accounting(rig.store)
-
-
-def test_a_paced_broadcast_releases_rows_instead_of_holding_them(rig_factory, sinks):
-    rig = rig_factory(pools={"broadcast": {"per_domain_rate": 4.0}})
-    with capture_log("helo_smtp.delivery") as log:
-        ids = [enqueue(rig.store, rig.tenant, [f"fan{i}@other.test"], MailType.BROADCAST)
-               for i in range(8)]
-        rig.workers.wake()
-        for mid in ids:
-            wait_states(rig.store, mid, lambda c: c == {"delivered": 1})
-    assert {r["attempts"] for mid in ids for r in rig.store.admin.recipients(mid)} == {1}
-    held = log.kv("held_back")
-    # a burst of 4 (the bucket's capacity) went at once; the rest were given back to the
-    # queue, due when tokens are there again, and came back as often as needed
-    assert held and all(h["domain"] == "other.test" and h["mail_type"] == "broadcast"
-                        for h in held)
-    assert rig.store.events.counts() == {"message.received": 8, "delivery.delivered": 8}
     assert_accounting(rig.store)

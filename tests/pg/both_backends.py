@@ -26,10 +26,14 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/inbound/test_data.py::test_broadcast_grouping",
     "tests/inbound/test_data.py::test_suppressions",
     "tests/inbound/test_envelope.py::test_pending_account_rules",
+    "tests/inbound/test_admission.py::test_broadcast_backlog_over_its_mark_refuses_broadcast_only",
+    "tests/inbound/test_admission.py::test_transactional_mark_ignores_broadcast_volume",
     "tests/inbound/test_auth.py::test_revoked_credential_is_invalid",
     "tests/e2e/test_plain_delivery.py::test_plain_delivery",
     "tests/e2e/test_5xx_per_recipient.py::test_5xx_bounces_one_recipient_others_delivered",
     "tests/e2e/test_retry_after_4xx.py::test_4xx_then_delivered_on_retry",
     "tests/e2e/test_queue_isolation.py::test_broadcast_backlog_never_delays_transactional",
+    "tests/broadcast/test_paced_drain.py::"
+    "test_a_paced_broadcast_is_leased_once_per_row_and_never_given_back",
     "tests/e2e/test_mixed_rcpt.py::test_mixed_rcpt_results",
 })
