@@ -26,7 +26,7 @@ from helo_smtp.cli_accounts import accounts, domains
 from helo_smtp.cli_channels import channels, credentials
 from helo_smtp.cli_common import app, common, emit, emit_table, note, table
 from helo_smtp.cli_messages import broadcasts, messages
-from helo_smtp.cli_queue import queue
+from helo_smtp.cli_queue import purge, queue
 from helo_smtp.cli_suppressions import suppressions
 from helo_smtp.errors import ConfigError, StoreError, UsageError
 from helo_smtp.store import pg_schema, schema
@@ -311,7 +311,7 @@ def docs(check: bool) -> None:
 
 
 for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
-               broadcasts):
+               broadcasts, purge):
     cli.add_command(_group)
 
 

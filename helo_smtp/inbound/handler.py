@@ -160,6 +160,7 @@ class Handler:
         msg = await _work(  # hashing and copying a large message: off the loop
             size, self._new_message, trace, envelope, inc, data, subject, to_send,
             [r for r in recipients if r in suppressed], channel)
+        msg.test = ref.test  # test mode: simulated at commit, never delivered
         return await self._commit(server, envelope, msg)
 
     def _new_message(self, trace: message.Trace, envelope: Any, inc: message.Incoming,

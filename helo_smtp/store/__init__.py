@@ -7,7 +7,7 @@ import sqlite3
 
 from helo_smtp.errors import ConfigError
 from helo_smtp.models import MailType
-from helo_smtp.store import pg_schema, schema
+from helo_smtp.store import pg_schema, retention, schema
 from helo_smtp.store.accounts import Accounts
 from helo_smtp.store.admin import Admin
 from helo_smtp.store.broadcasts import Broadcasts
@@ -18,7 +18,9 @@ from helo_smtp.store.destinations import Destinations
 from helo_smtp.store.domains import Domains
 from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
+from helo_smtp.store.limits import Limits
 from helo_smtp.store.queue import Queue
+from helo_smtp.store.retention import Retention
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.suppressions import Suppressions
 from helo_smtp.store.throttle import Throttle
@@ -36,6 +38,7 @@ def migrate(path: str) -> list[str]:
     if pg_schema.is_postgres_url(path):
         return pg_schema.migrate(_require_psycopg(path))
     try:
+        retention.prepare_new_file(path)  # incremental auto-vacuum: purges give space back
         conn = connect(path)
     except sqlite3.DatabaseError as exc:
         raise CorruptDatabase(f"{path}: not a usable database ({exc}); restore from backup "
@@ -78,6 +81,8 @@ class Store:
         self.engagement = Engagement(db)
         self.destinations = Destinations(db)
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
+        self.limits = Limits(db)  # per-channel send limits (SPEC §15)
+        self.retention = Retention(db)  # dropping old bodies and history (SPEC §15)
 
     @classmethod
     def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,

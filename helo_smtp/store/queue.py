@@ -35,7 +35,7 @@ from helo_smtp.models import (
     SuppressionReason,
     address_domain,
 )
-from helo_smtp.store import broadcasts, events, pg_queue, suppressions
+from helo_smtp.store import broadcasts, events, limits, pg_queue, suppressions, testmode
 from helo_smtp.store.db import dialect
 from helo_smtp.store.recent import RecentMessages
 
@@ -148,6 +148,10 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
         notify_in(c, msg.mail_type)
     if bid:
         broadcasts.bump_in(c, bid, accepted=len(msg.recipients), suppressed=len(msg.suppressed))
+    if msg.test:  # SPEC §15: outcomes simulated now, nothing queued, nothing charged
+        testmode.simulate_in(c, msg, bid, record_in)
+        return EnqueueResult(msg.id, msg.reply, False, bid)
+    limits.charge_in(c, msg.channel_id, len(msg.recipients), now)
     _charge_sends(c, msg.account_id, len(msg.recipients))
     return EnqueueResult(msg.id, msg.reply, False, bid)
 
@@ -234,7 +238,8 @@ def _apply_result(c: sqlite3.Connection, res: DeliveryResult) -> tuple[str, str,
                recipient=row["address"], channel_id=channel_id,
                broadcast_id=broadcast_id, at=res.at, code=res.code, status=res.status,
                category=category, host=res.remote_host)
-    if res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES:
+    if (res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES
+            and res.stage != testmode.STAGE):  # a simulated bounce suppresses nothing
         suppressions.add_in(c, channel_id, row["address"], SuppressionReason.HARD_BOUNCE,
                             message_id)
     if broadcast_id:
@@ -293,7 +298,7 @@ class Queue:
         """Commit the message; resolves only when the COMMIT is on disk."""
         lifetime = self.lifetimes[msg.mail_type]
         result = await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
-        if not result.replayed and msg.recipients:
+        if not result.replayed and msg.recipients and not msg.test:
             self.recent.add(StoredMessage(
                 msg.id, msg.account_id, msg.channel_id, msg.mail_type, msg.sender, msg.raw,
                 msg.track_opens, msg.track_links, result.broadcast_id, msg.tags, msg.metadata,
