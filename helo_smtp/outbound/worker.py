@@ -41,6 +41,7 @@ from helo_smtp.outbound import records
 from helo_smtp.outbound.connections import ConnectionCache, SourceAddresses
 from helo_smtp.outbound.delivery import Attempt, Envelope, Settled, Transport
 from helo_smtp.outbound.dkim import Signer
+from helo_smtp.outbound.mtasts import MtaSts
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
@@ -112,6 +113,7 @@ class Worker:
                                    tls_contexts(cfg.delivery.tls_ca_file), self.caps,
                                    self.cache, SourceAddresses(pool.source_addresses))
         self.signer = Signer(store.domains)
+        self.sts = MtaSts(cfg)
         self._secret: bytes | None = None
         self._jobs: dict[asyncio.Task[None], Job] = {}
         self._by_domain: Counter[str] = Counter()
@@ -190,6 +192,7 @@ class Worker:
         self.transport.params = session_params(cfg, self.mail_type)
         self.transport.sources = SourceAddresses(pool.source_addresses)
         self.transport.contexts = tls_contexts(cfg.delivery.tls_ca_file)
+        self.sts.cfg = cfg
         for conn in self.cache.drain():  # opened with the old source address and EHLO name
             conn.close()
 
@@ -357,7 +360,8 @@ class Worker:
             return {rid: Settled(gone, Action.BOUNCE) for rid in job.ids}
         envelopes = await self._envelopes(msg, job.rows, signed)
         mode = (TLSMode.VERIFY if job.domain in self._require_tls() else TLSMode.MAY)
-        attempt = Attempt(self.transport, self.resolver, job.domain, envelopes, mode=mode,
+        mode, resolver = await self.sts.apply(job.domain, mode, self.resolver)  # RFC 8461
+        attempt = Attempt(self.transport, resolver, job.domain, envelopes, mode=mode,
                           max_addresses=self.cfg.delivery.max_mx_addresses)
         try:
             async with asyncio.timeout(self.cfg.delivery.total_deadline):

@@ -17,9 +17,11 @@ from helo_smtp import config
 from helo_smtp.cli import cli as cli_group
 from helo_smtp.docsgen import EXAMPLE_OVERRIDES, example_values
 from helo_smtp.store import schema
+from helo_smtp.store.pg_schema import MIGRATIONS
 from tests.cli.conftest import CLI, expect_error
 
 ROOT = Path(__file__).resolve().parents[2]
+STEPS = [name for name, _ in MIGRATIONS]  # every step, in order (SQLite has the same)
 
 
 def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, tmp_path):
@@ -27,7 +29,7 @@ def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, t
     db, cert, key = (tmp_path / "var" / "helo.db", tmp_path / "var" / "tls" / "cert.pem",
                      tmp_path / "var" / "tls" / "key.pem")
     assert out["database"] == {"path": str(db), "created": True,
-                               "migrations": ["m001_initial"]}
+                               "migrations": STEPS}
     assert out["tls"]["created"] is True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))  # raises if the pair does not match
@@ -37,7 +39,7 @@ def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, t
     assert san.get_values_for_type(x509.DNSName) == ["relay.test", "localhost"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     conn = sqlite3.connect(db)
-    assert schema.applied(conn) == ["m001_initial"]
+    assert schema.applied(conn) == STEPS
     conn.close()
     assert any("serve" in step for step in out["next"])
 
@@ -104,11 +106,11 @@ def test_migrate_from_an_empty_file_then_again(bare_cli: CLI, tmp_path):
     db.parent.mkdir(parents=True)
     db.write_bytes(b"")
     first = bare_cli.json("migrate")
-    assert first["applied"] == ["m001_initial"]
-    assert first["steps"] == [{"step": "m001_initial", "status": "applied now"}]
+    assert first["applied"] == STEPS
+    assert first["steps"] == [{"step": n, "status": "applied now"} for n in STEPS]
     second = bare_cli.json("migrate")
     assert second["applied"] == []
-    assert second["steps"] == [{"step": "m001_initial", "status": "already applied"}]
+    assert second["steps"] == [{"step": n, "status": "already applied"} for n in STEPS]
     assert "schema is up to date" in bare_cli.ok("migrate").stdout
 
 
