@@ -32,4 +32,8 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/e2e/test_retry_after_4xx.py::test_4xx_then_delivered_on_retry",
     "tests/e2e/test_queue_isolation.py::test_broadcast_backlog_never_delays_transactional",
     "tests/e2e/test_mixed_rcpt.py::test_mixed_rcpt_results",
+    "tests/inbound/test_send_limits.py::test_hourly_limit_refuses_with_451_and_keeps_nothing",
+    "tests/inbound/test_send_limits.py::test_limits_hold_across_relays_on_one_database",
+    "tests/e2e/test_test_mode.py::test_test_credential_delivers_nothing_and_simulates",
+    "tests/store/test_retention.py::test_bodies_then_metadata_never_live_mail",
 })
