@@ -35,5 +35,4 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/inbound/test_send_limits.py::test_hourly_limit_refuses_with_451_and_keeps_nothing",
     "tests/inbound/test_send_limits.py::test_limits_hold_across_relays_on_one_database",
     "tests/e2e/test_test_mode.py::test_test_credential_delivers_nothing_and_simulates",
-    "tests/store/test_retention.py::test_bodies_then_metadata_never_live_mail",
 })
