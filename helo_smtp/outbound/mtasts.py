@@ -153,8 +153,9 @@ class MtaSts:
         domain = domain.rstrip(".").lower()
         now = self._clock()
         entry = self._cache.get(domain)
-        if entry is not None and now < entry.recheck:
-            return entry.policy if entry.policy is None or now < entry.expires else None
+        if (entry is not None and now < entry.recheck
+                and (entry.policy is None or now < entry.expires)):
+            return entry.policy  # an expired policy is discovered and fetched again
         cached = entry.policy if entry is not None and now < entry.expires else None
         found = await self._discover(domain)
         recheck = now + max(self.cfg.dns.cache_max_ttl, 1.0)
