@@ -191,7 +191,7 @@ def purge(dry_run: bool, vacuum: bool) -> None:
     a = app()
     cfg = a.cfg.retention
     rep = a.store.retention.run(cfg.body_days, cfg.metadata_days, batch=cfg.batch_size,
-                                dry_run=dry_run)
+                                pause=0.0 if dry_run else cfg.pause, dry_run=dry_run)
     data = rep.as_dict()
     if vacuum and not dry_run:
         data["vacuum"] = a.store.retention.vacuum()

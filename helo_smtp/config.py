@@ -148,7 +148,7 @@ class RetentionConfig:
                               "(0: keep forever)")
     interval: float = _s(300.0, "seconds between background retention passes (0: only "
                          "'helo-smtp purge')")
-    batch_size: int = _s(200, "messages per retention transaction (small: never blocks accept)")
+    batch_size: int = _s(100, "messages per retention transaction (small: never blocks accept)")
     pause: float = _s(0.05, "seconds between two retention batches")
 
 

@@ -85,7 +85,7 @@ class Relay:
                                                    name="queue-notify"))
         if self.workers and self.cfg.retention.interval > 0:  # the delivering process
             self._tasks.append(asyncio.create_task(retention.run_periodically(
-                self.store, self.cfg.retention, self._quitting.is_set), name="retention"))
+                self.store.retention, self.cfg.retention, self._quitting.is_set), name="retention"))
         if self.accept:
             await self._start_http()
             metrics.register_queue(self.store.queue.depth_by_type)

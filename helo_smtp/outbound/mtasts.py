@@ -45,6 +45,7 @@ MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: senders may cap the size
 MAX_AGE_CAP = 31_557_600  # RFC 8461 §3.2: at most one year
 FETCH_TIMEOUT = 30.0
 MODES = ("enforce", "testing", "none")
+CACHE_ENTRIES = 10_000  # domains remembered, as the MX cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,8 @@ class MtaSts:
             return cached
         fetched = replace(fetched, id=found)
         self._cache[domain] = _Entry(fetched, now + fetched.max_age, recheck)
+        while len(self._cache) > CACHE_ENTRIES:  # the oldest entry goes first (dict order)
+            del self._cache[next(iter(self._cache))]
         log.info("event=mta_sts_policy domain=%s mode=%s max_age=%d mx=%s", domain,
                  fetched.mode, fetched.max_age, ",".join(fetched.mx))
         return fetched

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helo_smtp.config import RetentionConfig
 from helo_smtp.store.db import dialect
 
 log = logging.getLogger("helo_smtp.retention")
@@ -138,9 +139,10 @@ def drop_messages_in(c: sqlite3.Connection, ids: list[str], cutoff: float, dry_r
     return rep
 
 
-_SCAN = ("SELECT id, created_at FROM messages WHERE {extra} created_at < ?"
-         " AND (created_at > ? OR (created_at = ? AND id > ?))"
-         " ORDER BY created_at, id LIMIT ?")
+# Ordered by ``created_at`` alone, so both engines walk the index in order (a second sort key
+# would make SQLite sort every candidate row for each batch); ties are handled in ``_walk``.
+_SCAN = ("SELECT id, created_at FROM messages WHERE {extra} created_at < ? AND created_at >= ?"
+         " ORDER BY created_at LIMIT ?")
 
 
 class Retention:
@@ -149,28 +151,34 @@ class Retention:
     def __init__(self, db: Any) -> None:
         self.db = db
 
-    def _scan(self, cutoff: float, after: tuple[float, str], limit: int, bodies: bool
-              ) -> list[Any]:
+    def _scan(self, cutoff: float, since: float, limit: int, bodies: bool) -> list[Any]:
         sql = _SCAN.format(extra="body_purged_at IS NULL AND" if bodies else "")
-        return self.db.read(lambda c: c.execute(
-            sql, (cutoff, after[0], after[0], after[1], limit)).fetchall())
+        return self.db.read(lambda c: c.execute(sql, (cutoff, since, limit)).fetchall())
 
     def _walk(self, cutoff: float, batch: int, bodies: bool, step: Callable[[list[str]], Report],
               pause: float, stop: Callable[[], bool]) -> Report:
-        total, after = Report(), (-1.0, "")
+        """Keyset walk by ``created_at``: each batch starts at the last one's timestamp and
+        skips the ids already handled there (``seen``), so equal timestamps are neither
+        skipped nor repeated, and every read is a short index range scan."""
+        total, since, seen = Report(), float("-inf"), set[str]()
         while not stop():
-            rows = self._scan(cutoff, after, batch, bodies)
-            if not rows:
+            limit = batch + len(seen)
+            rows = self._scan(cutoff, since, limit, bodies)
+            fresh = [r for r in rows if r["id"] not in seen]
+            if not fresh:
                 break
-            after = (rows[-1]["created_at"], rows[-1]["id"])
-            total.add(step([r["id"] for r in rows]))
-            if len(rows) < batch:
+            last = fresh[-1]["created_at"]
+            seen = {r["id"] for r in fresh if r["created_at"] == last} | (
+                seen if last == since else set())
+            since = last
+            total.add(step([r["id"] for r in fresh]))
+            if len(rows) < limit:
                 break
             if pause > 0:
                 time.sleep(pause)
         return total
 
-    def run(self, body_days: float, metadata_days: float, *, batch: int = 200,
+    def run(self, body_days: float, metadata_days: float, *, batch: int = 100,
             pause: float = 0.0, dry_run: bool = False, now: float | None = None,
             stop: Callable[[], bool] = lambda: False) -> Report:
         """One pass: bodies older than ``body_days``, then messages older than
@@ -251,14 +259,15 @@ def prepare_new_file(path: str) -> None:
         conn.close()
 
 
-async def run_periodically(store: Any, cfg: Any, stopping: Callable[[], bool]) -> None:
+async def run_periodically(passes: Retention, cfg: RetentionConfig,
+                           stopping: Callable[[], bool]) -> None:
     """The relay's background retention: a pass every ``cfg.interval`` seconds, in a thread
     (its writes go to the store's writer thread, never the event loop)."""
     while True:
         await asyncio.sleep(cfg.interval)
         try:
             rep = await asyncio.to_thread(
-                store.retention.run, cfg.body_days, cfg.metadata_days, batch=cfg.batch_size,
+                passes.run, cfg.body_days, cfg.metadata_days, batch=cfg.batch_size,
                 pause=cfg.pause, stop=stopping)
         except Exception as exc:  # noqa: BLE001 - retention must never take the relay down
             log.error("event=retention_failed error=%s", type(exc).__name__)

@@ -231,6 +231,7 @@ M060 = """
     ALTER TABLE messages ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN body_purged_at REAL;
     CREATE INDEX messages_body_kept ON messages(created_at) WHERE body_purged_at IS NULL;
+    CREATE INDEX idempotency_keys_message ON idempotency_keys(message_id);
     CREATE TABLE send_counters (
         scope TEXT NOT NULL,
         period TEXT NOT NULL,

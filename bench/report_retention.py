@@ -1,0 +1,58 @@
+"""The retention section of docs/benchmarks.md, from ``bench/results/retention.json``
+(``python -m bench.retention --write``). ``report_md.render`` includes it when the file
+exists; ``splice`` puts a fresh section into the current document without rerunning the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "retention.json"
+TITLE = "## Accept latency during a retention purge"
+
+
+def section(r: dict[str, Any] | None = None) -> str:
+    if r is None:
+        if not RESULTS.exists():
+            return ""
+        r = json.loads(RESULTS.read_text())
+    idle, during, after = r["idle"], r["during_purge"], r["idle_after"]
+    ratio = during["p99_ms"] / idle["p99_ms"] if idle["p99_ms"] else float("nan")
+    rows = [
+        TITLE, "",
+        f"`python -m bench.retention --messages {r['messages']}` (bench/retention.py): a real"
+        f" `helo-smtp serve` on a SQLite file holding {r['messages']:,} finished messages from"
+        f" 100 days ago ({r['rows']:,} rows: message, recipient, attempt, two events each),"
+        f" a paced load of {r['rate']:g} messages/s over {r['sessions']} persistent"
+        " authenticated sessions, measured from MAIL to the 250 after DATA; then the same load"
+        " while `helo-smtp purge` (another process, as the background pass in the delivery"
+        f" child) drops every body and every row in `[retention]` batches"
+        f" ({r['purge_seconds']:.0f} s), then idle again.", "",
+        "| phase | messages | p50 | p99 | max |", "|---|---|---|---|---|",
+        *(f"| {name} | {x['count']} | {x['p50_ms']:.0f} ms | {x['p99_ms']:.0f} ms |"
+          f" {x['max_ms']:.0f} ms |"
+          for name, x in (("idle", idle), ("during the purge", during), ("idle after", after))),
+        "",
+        f"p99 during the purge / idle p99: **{ratio:.2f}x** (target: within 1.2x). Purged:"
+        f" {r['purge']['bodies']:,} bodies ({r['purge']['body_bytes'] / 1e6:.0f} MB) and"
+        f" {r['purge']['messages']:,} messages with"
+        f" {sum(r['purge']['rows'].values()):,} rows;"
+        f" {r['purge']['vacuumed_pages']:,} pages given back to the file system. "
+        + r.get("note", ""), "",
+    ]
+    return "\n".join(rows)
+
+
+def splice(doc: Path, text: str) -> None:
+    """Replace the section in ``doc`` (or put it before "## Every round")."""
+    md = doc.read_text()
+    if TITLE in md:
+        head, _, rest = md.partition(TITLE)
+        nxt = rest.find("\n## ")
+        md = head + text + (rest[nxt + 1:] if nxt >= 0 else "")
+    else:
+        head, sep, rest = md.partition("## Every round")
+        md = head + text + "\n" + sep + rest
+    doc.write_text(md)
