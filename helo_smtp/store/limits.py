@@ -59,7 +59,10 @@ def charge_in(c: sqlite3.Connection, channel_id: str, n: int, now: float) -> Non
         if used > limit:
             metrics.SEND_LIMIT_USED.labels(channel_id, period).set(used - n)
             metrics.SEND_LIMIT_REFUSED.labels(channel_id, period).inc()
-            raise RateLimited()
+            refused = RateLimited()
+            # for the HTTP API's 429 Retry-After (SPEC §11/§15): when this window ends
+            refused.retry_after = window_start(period, now) + PERIODS[period] - now
+            raise refused
         metrics.SEND_LIMIT_USED.labels(channel_id, period).set(used)
 
 
