@@ -11,21 +11,31 @@ latency is the relay's and not a queue in front of it) measures the time from MA
 after DATA:
 
 1. idle: ``--seconds`` of load, nothing else running;
-2. purge: the same load while ``helo-smtp purge`` (another process, as the background pass is
-   in the delivery child) drops every body and then every row, in ``[retention]`` batches;
-3. idle again, to see the drift of the machine itself.
+2. purge: the same load while a purge process (``drive``: the store's own ``Retention.run``
+   with the ``[retention]`` settings, in another process, as the background pass runs in the
+   delivery child) drops every body and then every row. The purge is paused and resumed every
+   ``--window`` seconds (SIGUSR1 / SIGUSR2, acted on only between two batches, so it never
+   holds the write lock while paused), and each latency is booked to the window it started
+   in: "purging" and "paused" windows interleave, so the machine's own drift (it is shared)
+   falls on both alike;
+3. idle again.
 
-Prints one JSON object: p50 / p99 / max per phase, the purge's report and duration.
+Prints one JSON object: p50 / p99 / max per phase and per window kind, the purge's report.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
+import contextlib
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -37,6 +47,7 @@ from bench.helo import SENDER, to_toml
 from bench.report import percentile
 from bench.sinks import CSink
 
+ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400.0
 ROWS_PER_MESSAGE = 5  # message, recipient, attempt, two events
 BODY = b"Subject: old\r\n\r\n" + b"x" * 1024 + b"\r\n"
@@ -82,7 +93,34 @@ def fill(path: str, messages: int) -> float:
     return time.perf_counter() - t0
 
 
-async def _session(relay: Any, ctx: Any, every: float, until: Any, out: list[float],
+def drive(config: str) -> None:
+    """The purge process: one retention pass, paused while SIGUSR1 was the last signal."""
+    from helo_smtp import config as config_mod
+    from helo_smtp.store import Store
+
+    running = threading.Event()
+    running.set()
+    signal.signal(signal.SIGUSR1, lambda *_: running.clear())
+    signal.signal(signal.SIGUSR2, lambda *_: running.set())
+    print("ready", flush=True)  # the signals are handled from here on
+
+    def gate() -> bool:  # called between batches only: no transaction is open here
+        while not running.wait(0.05):
+            pass
+        return False
+
+    cfg = config_mod.load(config)
+    store = Store.open(cfg.server.database, check=False)
+    try:
+        rep = store.retention.run(cfg.retention.body_days, cfg.retention.metadata_days,
+                                  batch=cfg.retention.batch_size, pause=cfg.retention.pause,
+                                  stop=gate)
+    finally:
+        store.close()
+    print(json.dumps(rep.as_dict()))
+
+
+async def _session(relay: Any, ctx: Any, every: float, until: Any, out: list[Any],
                    tag: str) -> None:
     s = Session(relay.target(), ctx)
     await s.open()
@@ -94,7 +132,7 @@ async def _session(relay: Any, ctx: Any, every: float, until: Any, out: list[flo
             data = make_message(SENDER, rcpt, f"{tag}{n}")
             t0 = time.perf_counter()
             await s.send(SENDER, rcpt, data)
-            out.append(time.perf_counter() - t0)
+            out.append((t0, time.perf_counter() - t0))
             n += 1
             next_at += every
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -102,17 +140,18 @@ async def _session(relay: Any, ctx: Any, every: float, until: Any, out: list[flo
         await s.close()
 
 
-async def load(relay: Any, sessions: int, rate: float, until: Any, tag: str) -> list[float]:
-    """Paced submissions until ``until()``; returns each transaction's latency (seconds)."""
-    out: list[float] = []
+async def load(relay: Any, sessions: int, rate: float, until: Any, tag: str
+               ) -> list[tuple[float, float]]:
+    """Paced submissions until ``until()``; (start, latency) of each transaction."""
+    out: list[tuple[float, float]] = []
     ctx = relay.target().context()
     await asyncio.gather(*(_session(relay, ctx, sessions / rate, until, out, f"{tag}{i}x")
                            for i in range(sessions)))
     return out
 
 
-def _figures(lat: list[float]) -> dict[str, float]:
-    ms = sorted(x * 1000 for x in lat)
+def _figures(lat: list[tuple[float, float]]) -> dict[str, float]:
+    ms = sorted(x * 1000 for _, x in lat)
     return {"count": len(ms), "p50_ms": round(percentile(ms, 50), 2),
             "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(ms[-1], 2) if ms else 0.0}
 
@@ -122,7 +161,33 @@ def _timed(seconds: float) -> Any:
     return lambda: time.monotonic() >= end
 
 
-def run(messages: int, seconds: float, sessions: int, rate: float) -> dict[str, Any]:
+def _toggle(proc: subprocess.Popen[str], window: float, windows: list[tuple[float, bool]]
+            ) -> None:
+    """Resume and pause the purge every ``window`` seconds until it ends."""
+    purging = True
+    while proc.poll() is None:
+        windows.append((time.perf_counter(), purging))
+        time.sleep(window)
+        purging = not purging
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGUSR2 if purging else signal.SIGUSR1)
+
+
+def _split(lat: list[tuple[float, float]], windows: list[tuple[float, bool]]
+           ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Latencies booked to purging and to paused windows (by the time they started)."""
+    on: list[tuple[float, float]] = []
+    off: list[tuple[float, float]] = []
+    starts = [w[0] for w in windows]
+    for t, x in lat:
+        i = bisect.bisect_right(starts, t) - 1
+        if i >= 0:
+            (on if windows[i][1] else off).append((t, x))
+    return on, off
+
+
+def run(messages: int, seconds: float, sessions: int, rate: float, window: float = 5.0
+        ) -> dict[str, Any]:
     env = Env().start()
     try:
         env.track(CSink(env.layout.tx_ip, env.sink_port).start())
@@ -133,18 +198,25 @@ def run(messages: int, seconds: float, sessions: int, rate: float) -> dict[str, 
         relay.start()
         asyncio.run(load(relay, sessions, rate, _timed(3.0), "warm"))
         idle = asyncio.run(load(relay, sessions, rate, _timed(seconds), "idle"))
-        cmd = [sys.executable, "-c", "from helo_smtp.cli import main; main()", "purge",
-               "--json", "--config", str(relay.root / "helo.toml")]
+        cmd = [sys.executable, "-m", "bench.retention", "--drive", str(relay.root / "helo.toml")]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=relay.root, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        windows: list[tuple[float, bool]] = []  # (start, purging)
+        toggler = threading.Thread(target=_toggle, args=(proc, window, windows), daemon=True)
+        toggler.start()
         during = asyncio.run(load(relay, sessions, rate, lambda: proc.poll() is not None,
                                   "purge"))
         purge_seconds = time.perf_counter() - t0
         report = json.loads(proc.communicate()[0])
+        toggler.join()
         after = asyncio.run(load(relay, sessions, rate, _timed(seconds), "after"))
+        on, off = _split(during, windows)
         return {"messages": messages, "rows": messages * ROWS_PER_MESSAGE,
                 "fill_seconds": round(filled, 1), "rate": rate, "sessions": sessions,
-                "idle": _figures(idle), "during_purge": _figures(during),
+                "window": window, "idle": _figures(idle), "during_purge": _figures(during),
+                "purging_windows": _figures(on), "paused_windows": _figures(off),
                 "idle_after": _figures(after), "purge_seconds": round(purge_seconds, 1),
                 "purge": report,
                 "db_bytes_after": Path(relay.db_path).stat().st_size}
@@ -159,11 +231,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each idle phase")
     p.add_argument("--sessions", type=int, default=4)
     p.add_argument("--rate", type=float, default=40.0, help="messages per second, all sessions")
+    p.add_argument("--window", type=float, default=5.0,
+                   help="seconds between pausing and resuming the purge")
+    p.add_argument("--drive", metavar="CONFIG", help=argparse.SUPPRESS)  # the purge process
     p.add_argument("--write", action="store_true",
                    help="save bench/results/retention.json and update docs/benchmarks.md")
     p.add_argument("--note", default="", help="a sentence for the docs (machine load, ...)")
     a = p.parse_args(argv)
-    result = run(a.messages, a.seconds, a.sessions, a.rate)
+    if a.drive:
+        drive(a.drive)
+        return
+    result = run(a.messages, a.seconds, a.sessions, a.rate, a.window)
     print(json.dumps(result, indent=2))
     if a.write:
         write(result, a.note)
