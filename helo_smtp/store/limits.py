@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from helo_smtp import metrics
 from helo_smtp.errors import RateLimited, UsageError
 
 PERIODS = {"hour": 3600.0, "day": 86400.0}
@@ -49,6 +48,10 @@ def charge_in(c: sqlite3.Connection, channel_id: str, n: int, now: float) -> Non
                     (channel_id,)).fetchone()
     if row is None or (row["hourly_limit"] is None and row["daily_limit"] is None) or n <= 0:
         return
+    # Imported here: the store is imported by every CLI command, and prometheus_client must
+    # not be loaded before serve points it at its multiprocess directory (runtime metrics).
+    from helo_smtp import metrics
+
     for period, column in COLUMNS.items():
         limit = row[column]
         if limit is None:
