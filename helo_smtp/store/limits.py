@@ -50,7 +50,7 @@ def charge_in(c: sqlite3.Connection, channel_id: str, n: int, now: float) -> Non
         return
     # Imported here: the store is imported by every CLI command, and prometheus_client must
     # not be loaded before serve points it at its multiprocess directory (runtime metrics).
-    from helo_smtp import metrics
+    from helo_smtp.runtime import metrics
 
     for period, column in COLUMNS.items():
         limit = row[column]

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from helo_smtp.config import RetentionConfig
-from helo_smtp.store.db import connect, dialect, translate
+from helo_smtp.store.db import dialect
+from helo_smtp.store.groupcommit import connect, translate
 
 log = logging.getLogger("helo_smtp.retention")
 DAY = 86400.0

@@ -23,8 +23,8 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import helo_smtp.store.events as events
 from helo_smtp.models import BounceCategory, DeliveryResult, NewMessage, RecipientState
-from helo_smtp.store import events
 
 STAGE = "simulator"
 DOMAIN = "simulator.invalid"

@@ -4,7 +4,7 @@ every relay on it shares them."""
 
 from __future__ import annotations
 
-from helo_smtp import metrics
+from helo_smtp.runtime import metrics
 from helo_smtp.store.limits import window_start
 from tests.support.metricvalue import sample
 from tests.support.submit import Submitter, build
