@@ -22,6 +22,7 @@ from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
 from helo_smtp.store.groupcommit import connect
 from helo_smtp.store.limits import Limits
+from helo_smtp.store.nodes import Nodes
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.retention import Retention
 from helo_smtp.store.settings import Settings
@@ -95,6 +96,7 @@ class Store:
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
         self.limits = Limits(db)  # per-channel send limits (SPEC §15)
         self.retention = Retention(db)  # dropping old bodies and history (SPEC §15)
+        self.nodes = Nodes(db)  # heartbeats: which nodes are alive, under which names
         # The ports (``helo_smtp/ports.py``): the backend's capabilities, and the door's view.
         self.backend: Backend = db
         self.submission = StoreSubmission(db, self.credentials, self.accounts, self.channels,

@@ -217,6 +217,22 @@ def m001_initial(db: UtilsDatabase) -> None:
 
 
 @migrations()
+def m050_nodes(db: UtilsDatabase) -> None:
+    """One heartbeat row per running node (``store/nodes.py``): liveness and identity."""
+    _run(db, """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        instance TEXT NOT NULL,
+        host TEXT NOT NULL,
+        place TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    ) STRICT, WITHOUT ROWID
+    """)
+
+
+@migrations()
 def m060_retention_limits_test(db: UtilsDatabase) -> None:
     """Issue #22: send limits per channel (counters shared by every node), test-mode
     credentials and messages, and retention's mark for a message whose body was dropped."""
@@ -240,6 +256,7 @@ M060 = """
         PRIMARY KEY (scope, period)
     ) STRICT, WITHOUT ROWID
 """
+
 
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations on ``conn``; returns the names applied."""

@@ -16,20 +16,18 @@ from cryptography import x509
 from helo_smtp import config
 from helo_smtp.cli.docsgen import EXAMPLE_OVERRIDES, example_values
 from helo_smtp.cli.main import cli as cli_group
-from helo_smtp.store import schema
-from helo_smtp.store.pg_schema import MIGRATIONS
+from helo_smtp.store import pg_schema, schema
 from tests.cli.conftest import CLI, expect_error
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = [name for name, _ in MIGRATIONS]  # every step, in order (SQLite has the same)
+STEPS = [name for name, _ in pg_schema.MIGRATIONS]  # every migration step, in order
 
 
 def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, tmp_path):
     out = bare_cli.json("init")
     db, cert, key = (tmp_path / "var" / "helo.db", tmp_path / "var" / "tls" / "cert.pem",
                      tmp_path / "var" / "tls" / "key.pem")
-    assert out["database"] == {"path": str(db), "created": True,
-                               "migrations": STEPS}
+    assert out["database"] == {"path": str(db), "created": True, "migrations": STEPS}
     assert out["tls"]["created"] is True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))  # raises if the pair does not match
@@ -107,10 +105,10 @@ def test_migrate_from_an_empty_file_then_again(bare_cli: CLI, tmp_path):
     db.write_bytes(b"")
     first = bare_cli.json("migrate")
     assert first["applied"] == STEPS
-    assert first["steps"] == [{"step": n, "status": "applied now"} for n in STEPS]
+    assert first["steps"] == [{"step": step, "status": "applied now"} for step in STEPS]
     second = bare_cli.json("migrate")
     assert second["applied"] == []
-    assert second["steps"] == [{"step": n, "status": "already applied"} for n in STEPS]
+    assert second["steps"] == [{"step": step, "status": "already applied"} for step in STEPS]
     assert "schema is up to date" in bare_cli.ok("migrate").stdout
 
 
