@@ -143,7 +143,7 @@ def _per_round(result: dict[str, Any], section: str = "throughput") -> str:
 
 
 def render(result: dict[str, Any], pngs: list[str]) -> str:
-    from bench import cluster_report, report_drain, report_md2
+    from bench import cluster_report, report_drain, report_md2, report_retention
 
     p = result["params"]
     parts = [
@@ -161,6 +161,7 @@ def render(result: dict[str, Any], pngs: list[str]) -> str:
         report_md2.queue(result),
         report_md2.profile(result),
         report_md2.whatif(result),
+        report_retention.section(),
         cluster_report.section(),
         "## Every round\n\n" + _per_round(result),
         report_md2.commands(result),

@@ -97,8 +97,11 @@ class DeliveryConfig:
     port: int = _s(25, "remote SMTP port (tests point this at local sinks)")
     require_tls_domains: list[str] = _s([], "domains that get mail only over STARTTLS with a "
                                         "certificate valid for the MX name")
-    tls_ca_file: str = _s("", "extra CA bundle (PEM) trusted when verifying the certificates of "
-                          "require_tls_domains hosts (empty: system CAs only)")
+    tls_ca_file: str = _s("", "extra CA bundle (PEM) trusted when verifying MX certificates "
+                          "(require_tls_domains, MTA-STS enforce) and MTA-STS policy hosts "
+                          "(empty: system CAs only)")
+    mta_sts: bool = _s(True, "honour recipient domains' MTA-STS policies (RFC 8461)")
+    mta_sts_port: int = _s(443, "HTTPS port of MTA-STS policy hosts (tests use a local one)")
     connect_timeout: float = _s(30.0, "seconds to connect and read the banner")
     command_timeout: float = _s(60.0, "seconds for each reply (EHLO, MAIL, RCPT)")
     data_timeout: float = _s(600.0, "seconds for the reply after the final dot")
@@ -167,6 +170,18 @@ class HTTPConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    body_days: float = _s(30.0, "drop a message's raw bytes this many days after its last "
+                          "recipient reached a final state (0: keep forever)")
+    metadata_days: float = _s(90.0, "then drop the message, its recipients, attempts and events "
+                              "(0: keep forever)")
+    interval: float = _s(300.0, "seconds between background retention passes (0: only "
+                         "'helo-smtp purge')")
+    batch_size: int = _s(100, "messages per retention transaction (small: never blocks accept)")
+    pause: float = _s(0.05, "seconds between two retention batches")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     format: str = _s("kv", "kv (key=value) or json")
     level: str = _s("INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -196,6 +211,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "logs"})
     dev: DevConfig = field(default_factory=DevConfig,
                            metadata={"help": "local development (dev inbox)"})
+    retention: RetentionConfig = field(default_factory=RetentionConfig,
+                                       metadata={"help": "how long mail is kept"})
     source: str = field(default="", metadata={"help": "file this config was read from",
                                               "internal": True})
 

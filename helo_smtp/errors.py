@@ -57,6 +57,9 @@ _REPLIES = (
     _r("auth_locked", 421, "4.7.0", "Too many authentication failures, try again later",
        "3 failed AUTH on this connection, or the IP / username failure window is full",
        close=True),
+    _r("rate_limited", 451, "4.7.1", "rate_limited: channel send limit reached",
+       "the channel's hourly_limit or daily_limit is used up (channels update); nothing of "
+       "the message was kept, the client retries later"),
     _r("too_many_recipients", 452, "4.5.3", "Too many recipients",
        "RCPT number 51 and later (RFC 5321 §4.5.3.1.10)"),
     _r("timeout", 421, "4.4.2", "Timeout, closing connection",
@@ -202,6 +205,7 @@ BadHelo = _subclass("bad_helo")
 NulCharacters = _subclass("nul_characters")
 MessageTooLarge = _subclass("message_too_large")
 SmtputfRequired = _subclass("smtputf8_required")
+RateLimited = _subclass("rate_limited")
 
 
 class StoreError(Exception):

@@ -86,6 +86,9 @@ class ChannelRef:
     username: str
     account_id: str
     channel_id: str | None  # None: account-wide credential, X-Helo-Channel-Id required
+    # Test mode (SPEC §15): every rule runs, nothing is delivered. A property of whatever
+    # authenticated the client (an SMTP credential now, an API key later), not of the channel.
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ class Credential:
     name: str
     created_at: float
     revoked_at: float | None = None
+    test: bool = False  # test mode: messages are recorded and simulated, never delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,7 @@ class NewMessage:
     fingerprint: str | None = None
     reply: str = ""  # the 250 line, stored for idempotent replay
     created_at: float = field(default_factory=time.time)
+    test: bool = False  # test mode: outcomes are simulated at commit (store/testmode.py)
 
 
 def uuid7() -> str:

@@ -25,9 +25,10 @@ from helo_smtp.cli.common import (
 from helo_smtp.errors import UsageError
 from helo_smtp.models import Channel, Credential
 from helo_smtp.store import Store
+from helo_smtp.store.limits import COLUMNS
 
 CHANNEL_COLUMNS = ["id", "name", "account", "track_opens", "track_links", "created_at"]
-CREDENTIAL_COLUMNS = ["id", "username", "name", "account", "channel", "created_at",
+CREDENTIAL_COLUMNS = ["id", "username", "name", "account", "channel", "test", "created_at",
                       "revoked_at"]
 
 
@@ -45,6 +46,9 @@ def channels() -> None:
 def _channel_data(store: Store, ch: Channel) -> dict[str, Any]:
     data = asdict(ch)
     data["account"] = store.accounts.require(ch.account_id).name
+    for u in store.limits.usage(ch.id):  # send limits (SPEC §15) and this window's use
+        data[COLUMNS[u.period]] = u.limit
+        data[f"sent_this_{u.period}"] = u.used
     return data
 
 
@@ -107,20 +111,32 @@ def channels_show(channel: str) -> None:
 @click.option("--name", help="New name (unique in the account).")
 @click.option("--track-opens/--no-track-opens", default=None, help="Default open tracking.")
 @click.option("--track-links/--no-track-links", default=None, help="Default link tracking.")
+@click.option("--hourly-limit", type=click.IntRange(min=0), default=None,
+              help="Recipient-sends per UTC hour, all nodes (0: no limit).")
+@click.option("--daily-limit", type=click.IntRange(min=0), default=None,
+              help="Recipient-sends per UTC day, all nodes (0: no limit).")
 @common
 def channels_update(channel: str, name: str | None, track_opens: bool | None,
-                    track_links: bool | None) -> None:
-    """Rename a channel or change its tracking defaults (applies to new messages).
+                    track_links: bool | None, hourly_limit: int | None,
+                    daily_limit: int | None) -> None:
+    """Rename a channel, change its tracking defaults (applies to new messages) or its send
+    limits (past one, new mail gets 451 4.7.1 rate_limited).
 
     \b
     Example:
       helo-smtp channels update acme/news --no-track-links
+      helo-smtp channels update acme/news --hourly-limit 5000 --daily-limit 50000
     """
     store = app().store
     ch = find_channel(store, channel)
+    if hourly_limit is not None or daily_limit is not None:
+        store.limits.set(ch.id, hourly=hourly_limit, daily=daily_limit)
+        if name is None and track_opens is None and track_links is None:
+            emit_record(_channel_data(store, ch))
+            return
     if name is None and track_opens is None and track_links is None:
-        raise UsageError("nothing to update; give --name, --track-opens/--no-track-opens or "
-                         "--track-links/--no-track-links")
+        raise UsageError("nothing to update; give --name, --track-opens/--no-track-opens, "
+                         "--track-links/--no-track-links, --hourly-limit or --daily-limit")
     if name is not None:
         name = name.strip()
         if not name:
@@ -179,14 +195,19 @@ def _credential_data(cred: Credential, accounts: dict[str, str], chans: dict[str
 @click.option("--account", metavar="ID|NAME",
               help="Account-wide credential: messages name a channel in X-Helo-Channel-Id.")
 @click.option("--name", default="", help="A label (which application uses it).")
+@click.option("--test", is_flag=True,
+              help="Test mode: every rule and reply as usual, nothing delivered; "
+                   "bounce@/complaint@/deferred@simulator.invalid simulate those outcomes.")
 @common
-def credentials_create(channel: str | None, account: str | None, name: str) -> None:
+def credentials_create(channel: str | None, account: str | None, name: str, test: bool
+                       ) -> None:
     """Create a credential and print its username and secret (once: it is not stored).
 
     \b
     Example:
       helo-smtp credentials create --channel acme/receipts --name billing-app
       helo-smtp credentials create --account acme
+      helo-smtp credentials create --channel acme/receipts --name ci --test
     """
     store = app().store
     if not channel and not account:
@@ -196,12 +217,13 @@ def credentials_create(channel: str | None, account: str | None, name: str) -> N
     if ch is not None and acc is not None and ch.account_id != acc.id:
         raise UsageError(f"channel '{channel}' does not belong to account '{account}'")
     account_id = ch.account_id if ch is not None else acc.id  # type: ignore[union-attr]
-    cred, secret = store.credentials.create(account_id, ch.id if ch else None, name)
+    cred, secret = store.credentials.create(account_id, ch.id if ch else None, name,
+                                            test=test)
     data = {**_credential_data(cred, _account_names(store), _channel_names(store)),
             "secret": secret}
     note("The secret is shown only now; store it in the application's SMTP settings.")
     emit(data, lambda d: record(d, ["id", "username", "secret", "name", "account",
-                                    "channel", "created_at"]))
+                                    "channel", "test", "created_at"]))
 
 
 def _account_names(store: Store) -> dict[str, str]:

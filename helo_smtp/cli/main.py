@@ -27,6 +27,7 @@ from helo_smtp.cli.channels import channels, credentials
 from helo_smtp.cli.common import app, common, emit, emit_table, note, prog_name, table
 from helo_smtp.cli.dev import dev
 from helo_smtp.cli.messages import broadcasts, messages
+from helo_smtp.cli.purge import purge
 from helo_smtp.cli.queue import queue
 from helo_smtp.cli.suppressions import suppressions
 from helo_smtp.errors import ConfigError, StoreError, UsageError
@@ -319,7 +320,7 @@ def docs(check: bool) -> None:
 
 
 for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
-               broadcasts, dev):
+               broadcasts, dev, purge):
     cli.add_command(_group)
 
 

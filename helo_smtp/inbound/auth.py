@@ -100,7 +100,7 @@ class Authenticator:
                      ip, cred.username, cred.account_id, cred.channel_id or "-")
             return AuthResult(success=True, message=CATALOG["auth_ok"].line(),
                               auth_data=ChannelRef(cred.id, cred.username, cred.account_id,
-                                                   cred.channel_id))
+                                                   cred.channel_id, cred.test))
         return self._failed(server, ip, username, known=found is not None)
 
     def _failed(self, server: Any, ip: str, username: str, known: bool) -> AuthResult:

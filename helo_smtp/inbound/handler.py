@@ -168,6 +168,7 @@ class Handler:
         msg = await _work(  # hashing and copying a large message: off the loop
             size, self._new_message, trace, envelope, inc, data, subject, to_send,
             [r for r in recipients if r in suppressed], channel)
+        msg.test = ref.test  # test mode: simulated at commit, never delivered
         return await self._commit(server, envelope, msg)
 
     def _new_message(self, trace: message.Trace, envelope: Any, inc: message.Incoming,
@@ -200,7 +201,7 @@ class Handler:
             server.busy = False
         envelope.message_id = result.message_id
         if not result.replayed:
-            if self.committed is not None and msg.recipients:
+            if self.committed is not None and msg.recipients and not msg.test:
                 self.committed(stored_message(msg, result.broadcast_id))
             self.capacity.note_accepted(len(msg.recipients), msg.mail_type)
             metrics.MESSAGES_ACCEPTED.labels(msg.mail_type.value).inc()

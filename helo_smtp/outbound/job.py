@@ -30,6 +30,7 @@ from helo_smtp.outbound import records
 from helo_smtp.outbound.delivery import Attempt, Envelope, Settled, Transport
 from helo_smtp.outbound.dkim import Signer
 from helo_smtp.outbound.gates import Gates
+from helo_smtp.outbound.mtasts import MtaSts
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
@@ -91,6 +92,7 @@ class DeliveryJob:
     pacer: Pacer
     transport: Transport
     signer: Signer
+    sts: MtaSts
     _secret: bytes | None
     _by_domain: Counter[str]
     _seconds: dict[str, float]
@@ -190,7 +192,8 @@ class DeliveryJob:
             return {rid: Settled(gone, Action.BOUNCE) for rid in job.ids}
         envelopes = await self._envelopes(msg, job.rows, signed)
         mode = (TLSMode.VERIFY if job.domain in self._require_tls() else TLSMode.MAY)
-        attempt = Attempt(self.transport, self.resolver, job.domain, envelopes, mode=mode,
+        mode, resolver = await self.sts.apply(job.domain, mode, self.resolver)  # RFC 8461
+        attempt = Attempt(self.transport, resolver, job.domain, envelopes, mode=mode,
                           max_addresses=self.cfg.delivery.max_mx_addresses)
         try:
             async with asyncio.timeout(self.cfg.delivery.total_deadline):

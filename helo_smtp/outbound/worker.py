@@ -41,6 +41,7 @@ from helo_smtp.outbound.delivery import Settled, Transport
 from helo_smtp.outbound.dkim import Signer
 from helo_smtp.outbound.gates import Gates
 from helo_smtp.outbound.job import CLUSTER_BUSY_DELAY, DeliveryJob, Job, group
+from helo_smtp.outbound.mtasts import MtaSts
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.priority import Priority, for_loop
@@ -87,6 +88,7 @@ class Worker(DeliveryJob):
                                    self.cache, SourceAddresses(pool.source_addresses),
                                    self.slots)
         self.signer = Signer(store.domains)
+        self.sts = MtaSts(cfg)  # the recipient domains' MTA-STS policies (RFC 8461)
         self._secret: bytes | None = None
         self._jobs: dict[asyncio.Task[None], Job] = {}
         self._by_domain: Counter[str] = Counter()
@@ -174,6 +176,7 @@ class Worker(DeliveryJob):
         self.transport.params = session_params(cfg, self.mail_type)
         self.transport.sources = SourceAddresses(pool.source_addresses)
         self.transport.contexts = tls_contexts(cfg.delivery.tls_ca_file)
+        self.sts.cfg = cfg
         for conn in self.cache.drain():  # opened with the old source address and EHLO name
             conn.close()
 

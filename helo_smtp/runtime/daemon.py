@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from helo_smtp.models import MailType
 from helo_smtp.ports import CommittedHook
 from helo_smtp.runtime import metrics
 from helo_smtp.runtime.node import NodeClaim, NodeInUse, give_back
-from helo_smtp.store import Store, lifetimes
+from helo_smtp.store import Store, lifetimes, retention
 
 log = logging.getLogger("helo_smtp.daemon")
 
@@ -60,6 +61,7 @@ class Relay:
         self.dev_inbox: Any = None  # the dev inbox's sink, in the process that delivers
         self._tasks: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
+        self._quitting = threading.Event()  # tells a retention pass in its thread to stop
 
     async def start(self) -> None:
         from helo_smtp.inbound.listener import InboundServer
@@ -101,6 +103,9 @@ class Relay:
         if self.workers:  # several nodes on PostgreSQL: their enqueues wake our workers too
             self._tasks.append(asyncio.create_task(self.store.queue.listen(self.wake),
                                                    name="queue-notify"))
+        if self.workers and self.cfg.retention.interval > 0:  # the delivering process
+            self._tasks.append(asyncio.create_task(retention.run_periodically(
+                self.store.retention, self.cfg.retention, self._quitting.is_set), name="retention"))
         if self.accept:
             await self._start_http()
             metrics.register_queue(self.store.queue.depth_by_type)
@@ -176,6 +181,7 @@ class Relay:
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new sessions, let sessions and deliveries finish, release the rest."""
         grace = self.cfg.server.shutdown_grace if grace is None else grace
+        self._quitting.set()
         if self.inbound is not None:
             self.inbound.stop_accepting()
         await asyncio.gather(

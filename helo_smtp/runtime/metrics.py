@@ -55,6 +55,15 @@ QUEUE_RELEASED = Counter("helo_queue_released",
                          "Leased recipients given back without an attempt, by reason",
                          ["mail_type", "reason"])
 
+# Send limits (store/limits.py): the count the database returned at the last charge, so the
+# cluster-wide use in the current window as of this node's last accepted message.
+SEND_LIMIT_USED = Gauge("helo_send_limit_used", "Recipient-sends counted in the current window",
+                        ["channel", "period"], multiprocess_mode="mostrecent")
+SEND_LIMIT = Gauge("helo_send_limit", "The channel's send limit for the period",
+                   ["channel", "period"], multiprocess_mode="mostrecent")
+SEND_LIMIT_REFUSED = Counter("helo_send_limit_refused",
+                             "Messages refused with 451 4.7.1 rate_limited", ["channel", "period"])
+
 
 class QueueCollector(Collector):
     """Queue depth and oldest pending age per mail type, read from the store at scrape time."""

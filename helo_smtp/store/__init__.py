@@ -9,7 +9,7 @@ from helo_smtp.config import Config
 from helo_smtp.errors import ConfigError
 from helo_smtp.models import MailType
 from helo_smtp.ports import Backend
-from helo_smtp.store import pg_schema, schema
+from helo_smtp.store import pg_schema, retention, schema
 from helo_smtp.store.accounts import Accounts
 from helo_smtp.store.admin import Admin
 from helo_smtp.store.broadcasts import Broadcasts
@@ -21,8 +21,10 @@ from helo_smtp.store.domains import Domains
 from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
 from helo_smtp.store.groupcommit import connect
+from helo_smtp.store.limits import Limits
 from helo_smtp.store.nodes import Nodes
 from helo_smtp.store.queue import Queue
+from helo_smtp.store.retention import Retention
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.submission import StoreSubmission
 from helo_smtp.store.suppressions import Suppressions
@@ -49,6 +51,7 @@ def migrate(path: str) -> list[str]:
 
         return pg_migrate(_require_psycopg(path))
     try:
+        retention.prepare_new_file(path)  # incremental auto-vacuum: purges give space back
         conn = connect(path)
     except sqlite3.DatabaseError as exc:
         raise CorruptDatabase(f"{path}: not a usable database ({exc}); restore from backup "
@@ -91,6 +94,8 @@ class Store:
         self.engagement = Engagement(db)
         self.destinations = Destinations(db)
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
+        self.limits = Limits(db)  # per-channel send limits (SPEC §15)
+        self.retention = Retention(db)  # dropping old bodies and history (SPEC §15)
         self.nodes = Nodes(db)  # heartbeats: which nodes are alive, under which names
         # The ports (``helo_smtp/ports.py``): the backend's capabilities, and the door's view.
         self.backend: Backend = db

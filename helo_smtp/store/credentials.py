@@ -14,7 +14,7 @@ from helo_smtp.models import Credential
 
 def _row(r: sqlite3.Row) -> Credential:
     return Credential(r["id"], r["username"], r["account_id"], r["channel_id"], r["name"],
-                      r["created_at"], r["revoked_at"])
+                      r["created_at"], r["revoked_at"], bool(r["test"]))
 
 
 class Credentials:
@@ -22,21 +22,22 @@ class Credentials:
         self.db = db
 
     def create(self, account_id: str, channel_id: str | None, name: str = "",
-               username: str | None = None, secret: str | None = None
+               username: str | None = None, secret: str | None = None, test: bool = False
                ) -> tuple[Credential, str]:
-        """Create a credential; returns it with the secret, which is not stored anywhere."""
+        """Create a credential; returns it with the secret, which is not stored anywhere.
+        ``test``: a test-mode credential (SPEC §15), whose mail is never delivered."""
         secret = secret or credsecret.new_secret()
         cred = Credential(str(uuid.uuid4()), username or credsecret.new_username(), account_id,
-                          channel_id, name, time.time())
+                          channel_id, name, time.time(), test=test)
 
         def fn(c: sqlite3.Connection) -> None:
             if c.execute("SELECT 1 FROM credentials WHERE username = ?",
                          (cred.username,)).fetchone():
                 raise UsageError(f"username '{cred.username}' already exists")
             c.execute("INSERT INTO credentials (id, username, secret_hash, account_id,"
-                      " channel_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      " channel_id, name, created_at, test) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (cred.id, cred.username, credsecret.hash_secret(secret), account_id,
-                       channel_id, name, cred.created_at))
+                       channel_id, name, cred.created_at, int(test)))
 
         self.db.write(fn)
         return cred, secret

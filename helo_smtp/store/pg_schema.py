@@ -230,10 +230,28 @@ CREATE TABLE nodes (
 );
 """
 
+M060 = """
+ALTER TABLE channels ADD COLUMN hourly_limit BIGINT;
+ALTER TABLE channels ADD COLUMN daily_limit BIGINT;
+ALTER TABLE credentials ADD COLUMN test BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN test BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN body_purged_at DOUBLE PRECISION;
+CREATE INDEX messages_body_kept ON messages(created_at) WHERE body_purged_at IS NULL;
+CREATE INDEX idempotency_keys_message ON idempotency_keys(message_id);
+CREATE TABLE send_counters (
+    scope TEXT NOT NULL,
+    period TEXT NOT NULL,
+    start DOUBLE PRECISION NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (scope, period)
+);
+"""
+
 #: (name, script) in order; names match the SQLite steps in ``schema.py`` one for one.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m050_nodes", M050_NODES),
+    ("m060_retention_limits_test", M060),
 ]
 
 

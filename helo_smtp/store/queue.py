@@ -25,8 +25,10 @@ from typing import Any
 import helo_smtp.store.backlog as backlog
 import helo_smtp.store.broadcasts as broadcasts
 import helo_smtp.store.events as events
+import helo_smtp.store.limits as limits
 import helo_smtp.store.pg_queue as pg_queue
 import helo_smtp.store.suppressions as suppressions
+import helo_smtp.store.testmode as testmode
 from helo_smtp.errors import SendLimitExceeded
 from helo_smtp.models import (
     SUPPRESSING_CATEGORIES,
@@ -115,6 +117,10 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
         notify_in(c, msg.mail_type)
     if bid:
         broadcasts.bump_in(c, bid, accepted=len(msg.recipients), suppressed=len(msg.suppressed))
+    if msg.test:  # SPEC §15: outcomes simulated now, nothing queued, nothing charged
+        testmode.simulate_in(c, msg, bid, record_in)
+        return EnqueueResult(msg.id, msg.reply, False, bid)
+    limits.charge_in(c, msg.channel_id, len(msg.recipients), now)
     _charge_sends(c, msg.account_id, len(msg.recipients))
     return EnqueueResult(msg.id, msg.reply, False, bid)
 
@@ -208,7 +214,8 @@ def _apply_result(c: sqlite3.Connection, res: DeliveryResult, attempt: bool = Tr
                recipient=row["address"], channel_id=channel_id,
                broadcast_id=broadcast_id, at=res.at, code=res.code, status=res.status,
                category=category, host=res.remote_host)
-    if res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES:
+    if (res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES
+            and res.stage != testmode.STAGE):  # a simulated bounce suppresses nothing
         suppressions.add_in(c, channel_id, row["address"], SuppressionReason.HARD_BOUNCE,
                             message_id)
     if broadcast_id:
@@ -267,7 +274,7 @@ class Queue:
         """Commit the message and keep it in ``recent`` for its first delivery in this
         process; resolves only when the COMMIT is on disk."""
         result = await self.commit(msg)
-        if not result.replayed and msg.recipients:
+        if not result.replayed and msg.recipients and not msg.test:
             self.recent.add(stored_message(msg, result.broadcast_id))
         return result
 

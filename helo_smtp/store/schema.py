@@ -232,6 +232,32 @@ def m050_nodes(db: UtilsDatabase) -> None:
     """)
 
 
+@migrations()
+def m060_retention_limits_test(db: UtilsDatabase) -> None:
+    """Issue #22: send limits per channel (counters shared by every node), test-mode
+    credentials and messages, and retention's mark for a message whose body was dropped."""
+    _run(db, M060)
+
+
+#: The same statements as ``pg_schema.M060`` (types spelled for SQLite).
+M060 = """
+    ALTER TABLE channels ADD COLUMN hourly_limit INTEGER;
+    ALTER TABLE channels ADD COLUMN daily_limit INTEGER;
+    ALTER TABLE credentials ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN body_purged_at REAL;
+    CREATE INDEX messages_body_kept ON messages(created_at) WHERE body_purged_at IS NULL;
+    CREATE INDEX idempotency_keys_message ON idempotency_keys(message_id);
+    CREATE TABLE send_counters (
+        scope TEXT NOT NULL,
+        period TEXT NOT NULL,
+        start REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (scope, period)
+    ) STRICT, WITHOUT ROWID
+"""
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations on ``conn``; returns the names applied."""
     db = UtilsDatabase(conn)

@@ -36,4 +36,7 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/broadcast/test_paced_drain.py::"
     "test_a_paced_broadcast_is_leased_once_per_row_and_never_given_back",
     "tests/e2e/test_mixed_rcpt.py::test_mixed_rcpt_results",
+    "tests/inbound/test_send_limits.py::test_hourly_limit_refuses_with_451_and_keeps_nothing",
+    "tests/inbound/test_send_limits.py::test_limits_hold_across_relays_on_one_database",
+    "tests/e2e/test_test_mode.py::test_test_credential_delivers_nothing_and_simulates",
 })
