@@ -29,6 +29,7 @@ from helo_smtp.cli_messages import broadcasts, messages
 from helo_smtp.cli_queue import queue
 from helo_smtp.cli_suppressions import suppressions
 from helo_smtp.errors import ConfigError, StoreError, UsageError
+from helo_smtp.events.cli import events, webhooks
 from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.db import connect
 from helo_smtp.store.pg_schema import is_postgres_url, redact
@@ -311,7 +312,7 @@ def docs(check: bool) -> None:
 
 
 for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
-               broadcasts):
+               broadcasts, webhooks, events):
     cli.add_command(_group)
 
 

@@ -82,6 +82,9 @@ class Relay:
             self._tasks.append(asyncio.create_task(self.store.queue.listen(self.wake),
                                                    name="queue-notify"))
         if self.accept:
+            from helo_smtp.events import retention
+
+            self._tasks += retention.start(self.cfg, self.store)  # webhooks, event purge
             await self._start_http()
             metrics.register_queue(self.store.queue.depth_by_type)
 

@@ -22,6 +22,7 @@ from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.suppressions import Suppressions
 from helo_smtp.store.throttle import Throttle
+from helo_smtp.store.webhooks import Webhooks
 
 __all__ = ["CorruptDatabase", "Store", "migrate"]
 
@@ -78,6 +79,7 @@ class Store:
         self.engagement = Engagement(db)
         self.destinations = Destinations(db)
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
+        self.webhooks = Webhooks(db)  # endpoints and their delivery outbox (SPEC §12)
 
     @classmethod
     def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,
