@@ -94,6 +94,8 @@ def test_gives_up_after_the_window_and_disables_a_failing_endpoint(hooked_relay,
     [row] = relay.store.webhooks.deliveries(ep.id)
     assert row["last_code"] == 500  # retried (0.2 s doubling) until 2 s had passed
     assert row["last_error"].startswith("gave up")
+    assert relay.store.webhooks.get(ep.id).status == "enabled"
+    submit(relay, client_ctx, ["bob@example.test"])  # still failing, 2 s after the first
     wait_for(lambda: relay.store.webhooks.get(ep.id).status == "disabled", what="disabled")
     assert relay.store.webhooks.get(ep.id).disabled_reason == "failing for 24 h"
 
