@@ -75,6 +75,9 @@ class Relay:
                 self.workers[mt].inline_load = not self.accept
         if self.accept:
             self.inbound = InboundServer(self.cfg, self.store, self.wake)
+            from helo_smtp.bounces.handler import attach
+
+            attach(self.inbound, self.cfg, self.store)  # a mail_type = "bounces" listener
             self.ports = await self.inbound.start()
         self._tasks = [asyncio.create_task(w.run(), name=f"worker-{mt}")
                        for mt, w in self.workers.items()]

@@ -26,6 +26,7 @@ import aiohttp
 from helo_smtp.config import Config
 from helo_smtp.events import policy, signing, ssrf
 from helo_smtp.events.payload import body, public_event
+from helo_smtp.store import Store
 from helo_smtp.store.webhooks import Endpoint
 
 log = logging.getLogger("helo_smtp.webhooks")
@@ -36,7 +37,7 @@ USER_AGENT = "helo-smtp-webhooks/1"
 
 
 class Dispatcher:
-    def __init__(self, cfg: Config, store: Any, rng: random.Random | None = None) -> None:
+    def __init__(self, cfg: Config, store: Store, rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.rng = rng or random.Random()

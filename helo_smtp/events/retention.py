@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from helo_smtp.config import Config
+from helo_smtp.store import Store
 from helo_smtp.store.events import purge_in
 
 log = logging.getLogger("helo_smtp.events")
@@ -17,7 +17,7 @@ PURGE_EVERY = 3600.0  # seconds between purges
 PURGE_BATCH = 5000  # rows per transaction: a purge never holds the writer for long
 
 
-async def purge_once(store: Any, retention_days: float, now: float | None = None) -> int:
+async def purge_once(store: Store, retention_days: float, now: float | None = None) -> int:
     """Delete events older than the retention period; returns how many."""
     if retention_days <= 0:
         return 0
@@ -30,7 +30,7 @@ async def purge_once(store: Any, retention_days: float, now: float | None = None
             return total
 
 
-async def purge_loop(cfg: Config, store: Any, every: float = PURGE_EVERY) -> None:
+async def purge_loop(cfg: Config, store: Store, every: float = PURGE_EVERY) -> None:
     while True:
         try:
             n = await purge_once(store, cfg.events.retention_days)
@@ -41,7 +41,7 @@ async def purge_loop(cfg: Config, store: Any, every: float = PURGE_EVERY) -> Non
         await asyncio.sleep(every)
 
 
-def start(cfg: Config, store: Any) -> list[asyncio.Task[None]]:
+def start(cfg: Config, store: Store) -> list[asyncio.Task[None]]:
     """The dispatcher and the purge, as tasks of the running loop."""
     from helo_smtp.events.dispatcher import Dispatcher
 

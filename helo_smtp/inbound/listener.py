@@ -46,6 +46,7 @@ class InboundServer:
         self.guard = AuthGuard(cfg.limits)
         self.authenticator = Authenticator(self.directory, self.guard)
         self.handler = Handler(cfg, store, self.directory, self.capacity, wake)
+        self.bounce_handler: Any = None  # set by bounces.handler.attach for a bounces listener
         self.tls_context: ssl.SSLContext | None = None
         self.sessions: set[HeloSMTP] = set()
         self.draining = False

@@ -44,6 +44,7 @@ from helo_smtp.outbound.dkim import Signer
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
+from helo_smtp.outbound.returnpath import ReturnPath
 from helo_smtp.outbound.session import Connection, SessionParams, TLSMode, tls_contexts
 from helo_smtp.store import Store
 from helo_smtp.tracking import needs_personalization, personalize, tracking_secret
@@ -113,6 +114,7 @@ class Worker:
                                    self.cache, SourceAddresses(pool.source_addresses))
         self.signer = Signer(store.domains)
         self._secret: bytes | None = None
+        self.return_path = ReturnPath(cfg.bounces, store.settings)
         self._jobs: dict[asyncio.Task[None], Job] = {}
         self._by_domain: Counter[str] = Counter()
         self._seconds: dict[str, float] = {}  # moving average of a delivery, per domain
@@ -183,6 +185,7 @@ class Worker:
     def reload(self, cfg: Config) -> None:
         """New pool settings (SIGHUP) apply to deliveries started from now on."""
         self.cfg = cfg
+        self.return_path.cfg = cfg.bounces
         pool = cfg.pool(self.mail_type)
         self.caps.reload(pool)
         self.pacer.reload(pool)
@@ -412,8 +415,11 @@ class Worker:
                          signed: bytes | None) -> list[Envelope]:
         """The bytes to send: personalized per recipient when needed, then DKIM-signed."""
         if signed is not None:
-            return [Envelope(msg.sender, [(r.id, r.address) for r in rows], signed)]
-        return await asyncio.to_thread(self._personalize, msg, rows, self._tracking_secret())
+            envs = [Envelope(msg.sender, [(r.id, r.address) for r in rows], signed)]
+        else:
+            envs = await asyncio.to_thread(self._personalize, msg, rows,
+                                           self._tracking_secret())
+        return self.return_path.apply(envs)  # HOOK (VERP): MAIL FROM per recipient
 
     def _personalize(self, msg: StoredMessage, rows: list[ClaimedRecipient], secret: bytes
                      ) -> list[Envelope]:

@@ -41,3 +41,27 @@ def hooked_relay(relay_factory, sinks, dns):
         return relay_factory(**overrides)
 
     return start
+
+
+BOUNCE_DOMAIN = "bounces.relay.test"
+LISTENERS = [
+    {"name": "submission", "address": "127.0.0.1", "port": 0, "tls": "starttls",
+     "mail_type": "header"},
+    {"name": "broadcast", "address": "127.0.0.1", "port": 0, "tls": "starttls",
+     "mail_type": "broadcast"},
+    {"name": "bounces", "address": "127.0.0.1", "port": 0, "tls": "starttls",
+     "mail_type": "bounces"},
+]
+
+
+@pytest.fixture
+def bounce_relay(hooked_relay):
+    """``bounce_relay(**overrides)`` -> a delivering relay with ``[bounces] domain`` set (VERP
+    return paths) and a ``bounces`` listener."""
+
+    def start(**overrides: Any):
+        overrides.setdefault("bounces", {"domain": BOUNCE_DOMAIN, "secret": "bounce-key"})
+        overrides.setdefault("listeners", LISTENERS)
+        return hooked_relay(**overrides)
+
+    return start
