@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from helo_smtp.errors import CATALOG
 from tests.events.conftest import BOUNCE_DOMAIN
-from tests.support.reports import fixture, rcpt_reply, send_report
+from tests.support.reports import fixture, send_report
 from tests.support.submit import submit
 from tests.support.waiting import wait_for
 

@@ -111,7 +111,7 @@ def test_never_an_open_relay(bounce_relay, sinks, client_ctx):
 
 def test_a_forged_token_for_a_real_row_is_refused(bounce_relay, sinks, client_ctx):
     relay = bounce_relay()
-    mid, paths = _delivered(relay, sinks, client_ctx, ["ann@example.test"])
+    _mid, paths = _delivered(relay, sinks, client_ctx, ["ann@example.test"])
     good = paths["ann@example.test"]
     forged = good[:-len(BOUNCE_DOMAIN) - 2] + ("a" if good[-len(BOUNCE_DOMAIN) - 2] != "a"
                                                else "b") + "@" + BOUNCE_DOMAIN

@@ -104,7 +104,7 @@ def test_concurrency_cap_per_endpoint(hooked_relay, receiver, client_ctx):
     relay = hooked_relay()
     rx = receiver()
     rx.delay = 0.2
-    ep, rx.secret = relay.store.webhooks.create(relay.tenant.channel.id, rx.url, ["accepted"],
+    _ep, rx.secret = relay.store.webhooks.create(relay.tenant.channel.id, rx.url, ["accepted"],
                                                 max_concurrency=2)
     submit(relay, client_ctx, [f"r{i}@example.test" for i in range(8)])
     wait_for(lambda: len(rx.events) == 8, timeout=20, what="eight events")
