@@ -84,3 +84,32 @@ def test_events_list_filters(cli: CLI, chan, db_store):
     assert len(cli.json("events", "list", "--until", "2030-01-01")) == 4
     assert "unknown event type" in cli.fail("events", "list", "--type", "sent")
     assert "accepted" in cli.ok("events", "list").stdout  # the table for people
+
+
+def test_domains_show_lists_bounce_domain_records(tmp_path, dns_server, database):
+    from click.testing import CliRunner
+
+    from helo_smtp import store as store_mod
+    from tests.cli.conftest import config_data
+    from tests.support.configfile import dumps
+
+    path = tmp_path / "bounces.toml"
+    path.write_text(dumps(config_data(
+        tmp_path, dns_server.port, server={"database": database, "hostname": "relay.test"},
+        bounces={"domain": "bounces.relay.test"},
+        pools={"transactional": {"source_addresses": ["192.0.2.10"]},
+               "broadcast": {"source_addresses": ["192.0.2.11"]}})))
+    if not database.startswith("postgresql"):
+        (tmp_path / "var").mkdir(exist_ok=True)
+    store_mod.migrate(database)
+    cli = CLI(path, tmp_path, CliRunner())
+    cli.ok("accounts", "create", "acme")
+    cli.ok("domains", "add", "example.test", "--account", "acme", "--bits", "1024")
+    out = cli.json("domains", "show", "example.test")
+    assert out["bounce_records"] == [
+        {"name": "bounces.relay.test", "type": "MX", "value": "10 relay.test."},
+        {"name": "bounces.relay.test", "type": "TXT",
+         "value": "v=spf1 ip4:192.0.2.10 ip4:192.0.2.11 -all"}]
+    human = cli.ok("domains", "show", "example.test").stdout
+    assert "bounces.relay.test. IN MX 10 relay.test." in human
+    assert 'bounces.relay.test. IN TXT "v=spf1 ip4:192.0.2.10 ip4:192.0.2.11 -all"' in human
