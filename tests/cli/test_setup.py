@@ -27,7 +27,7 @@ def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, t
     db, cert, key = (tmp_path / "var" / "helo.db", tmp_path / "var" / "tls" / "cert.pem",
                      tmp_path / "var" / "tls" / "key.pem")
     assert out["database"] == {"path": str(db), "created": True,
-                               "migrations": ["m001_initial"]}
+                               "migrations": ["m001_initial", "m070_events_webhooks"]}
     assert out["tls"]["created"] is True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))  # raises if the pair does not match
@@ -37,7 +37,7 @@ def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, t
     assert san.get_values_for_type(x509.DNSName) == ["relay.test", "localhost"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     conn = sqlite3.connect(db)
-    assert schema.applied(conn) == ["m001_initial"]
+    assert schema.applied(conn) == ["m001_initial", "m070_events_webhooks"]
     conn.close()
     assert any("serve" in step for step in out["next"])
 
@@ -104,11 +104,14 @@ def test_migrate_from_an_empty_file_then_again(bare_cli: CLI, tmp_path):
     db.parent.mkdir(parents=True)
     db.write_bytes(b"")
     first = bare_cli.json("migrate")
-    assert first["applied"] == ["m001_initial"]
-    assert first["steps"] == [{"step": "m001_initial", "status": "applied now"}]
+    assert first["applied"] == ["m001_initial", "m070_events_webhooks"]
+    assert first["steps"] == [{"step": "m001_initial", "status": "applied now"},
+                             {"step": "m070_events_webhooks", "status": "applied now"}]
     second = bare_cli.json("migrate")
     assert second["applied"] == []
-    assert second["steps"] == [{"step": "m001_initial", "status": "already applied"}]
+    assert second["steps"] == [
+        {"step": "m001_initial", "status": "already applied"},
+        {"step": "m070_events_webhooks", "status": "already applied"}]
     assert "schema is up to date" in bare_cli.ok("migrate").stdout
 
 

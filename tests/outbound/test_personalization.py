@@ -65,5 +65,6 @@ def test_a_paced_broadcast_releases_rows_instead_of_holding_them(rig_factory, si
     # queue, due when tokens are there again, and came back as often as needed
     assert held and all(h["domain"] == "other.test" and h["mail_type"] == "broadcast"
                         for h in held)
-    assert rig.store.events.counts() == {"message.received": 8, "delivery.delivered": 8}
+    assert rig.store.events.counts() == {"message.received": 8,
+                                         "recipient.accepted": 8, "delivery.delivered": 8}
     assert_accounting(rig.store)

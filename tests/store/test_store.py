@@ -50,10 +50,10 @@ def message(
 
 def test_migrations_from_empty_and_rerun(tmp_path):
     path = str(tmp_path / "m.db")
-    assert migrate(path) == ["m001_initial"]
+    assert migrate(path) == ["m001_initial", "m070_events_webhooks"]
     assert migrate(path) == []
     conn = sqlite3.connect(path)
-    assert schema.applied(conn) == ["m001_initial"]
+    assert schema.applied(conn) == ["m001_initial", "m070_events_webhooks"]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
         "accounts",
@@ -129,7 +129,7 @@ def test_idempotency_race_gives_one_message(store):
     assert len({r.message_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
     assert store.queue.accounting() == {"queued": 1}
-    assert store.events.counts() == {"message.received": 1}
+    assert store.events.counts() == {"message.received": 1, "recipient.accepted": 1}
 
 
 def test_idempotency_conflict_and_window(store):
