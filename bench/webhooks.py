@@ -117,8 +117,8 @@ def section(rows: list[tuple[int, int, float]], load: str) -> str:
              "floor, not a ceiling.", "",
              "| events | per-endpoint concurrency | events/s |", "|---|---|---|"]
     lines += [f"| {n:,} | {c} | {eps:,.0f} |" for n, c, eps in rows]
-    lines += ["", f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-              "", END]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines += ["", f"Python {platform.python_version()}, {when}.", "", END]
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +153,7 @@ def main() -> None:
     proc = multiprocessing.Process(target=_receiver, args=(port, secret, ready), daemon=True)
     proc.start()
     ready.wait(30)
-    load = "%.1f" % os.getloadavg()[0]
+    load = f"{os.getloadavg()[0]:.1f}"
     rows = []
     try:
         for c in a.concurrency:
