@@ -98,3 +98,19 @@ class Intake:
                          text=item.text, category=category_of(item, report.text if
                                                               report.kind == "text" else ""),
                          remote=item.remote, source=report.kind, now=now)
+
+    async def simulate(self, row_id: int, kind: str, text: str = "") -> str:
+        """HOOK (test mode, SPEC §15): what a report for ``row_id`` would do, without mail.
+        ``kind`` is ``hard_bounce`` (550 5.1.1), ``soft_bounce`` (a delayed DSN, 4.2.2) or
+        ``complaint`` (ARF abuse). Simulator addresses call this after their fake delivery."""
+        items = {"hard_bounce": Item("failed", "", "5.1.1", 550, text or
+                                     "550 5.1.1 simulated: mailbox does not exist"),
+                 "soft_bounce": Item("delayed", "", "4.2.2", 452, text or
+                                     "452 4.2.2 simulated: mailbox full")}
+        report = (Report("arf", [Item("complained", "", None, None, text)],
+                         feedback_type="abuse") if kind == "complaint"
+                  else Report("dsn", [items[kind]]))
+        now = time.time()
+        [done] = await self.db.awrite(lambda c: self._apply(c, report, [row_id], [], now))
+        return done
+

@@ -119,3 +119,17 @@ def test_a_forged_token_for_a_real_row_is_refused(bounce_relay, sinks, client_ct
     assert code == 550
     assert rcpt_reply(relay.ports["bounces"], good)[0] == 250
     assert rcpt_reply(relay.ports["bounces"], good.upper())[0] == 250  # case folded on the way
+
+
+def test_simulation_hook_for_test_mode(bounce_relay, sinks, client_ctx):
+    relay = bounce_relay()
+    mid, _ = _delivered(relay, sinks, client_ctx, ["ann@example.test", "bob@example.test"])
+    rows = {r["address"]: r["id"] for r in relay.store.admin.recipients(mid)}
+    intake = relay.relay.inbound.bounce_handler.intake
+    assert relay.run(intake.simulate(rows["ann@example.test"], "hard_bounce")) == "bounced"
+    assert relay.run(intake.simulate(rows["bob@example.test"], "complaint")) == "complained"
+    states = {r["address"]: r["state"] for r in relay.store.admin.recipients(mid)}
+    assert states == {"ann@example.test": "bounced", "bob@example.test": "delivered"}
+    reasons = {s.address: s.reason for s in relay.store.suppressions.list(
+        relay.tenant.channel.id)}
+    assert reasons == {"ann@example.test": "hard_bounce", "bob@example.test": "complaint"}
