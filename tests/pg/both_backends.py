@@ -32,4 +32,6 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/e2e/test_retry_after_4xx.py::test_4xx_then_delivered_on_retry",
     "tests/e2e/test_queue_isolation.py::test_broadcast_backlog_never_delays_transactional",
     "tests/e2e/test_mixed_rcpt.py::test_mixed_rcpt_results",
+    "tests/events/test_webhooks.py::test_delivery_events_arrive_signed",
+    "tests/events/test_intake.py::test_broadcast_counters_follow_a_late_bounce",
 })
