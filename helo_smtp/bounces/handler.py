@@ -11,13 +11,18 @@ one transaction before the ``250``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helo_smtp import errors
 from helo_smtp.bounces.intake import Intake
+from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG
 from helo_smtp.inbound.addresses import AddressProblem, check_mailbox
 from helo_smtp.inbound.handler import Handler
+from helo_smtp.store import Store
+
+if TYPE_CHECKING:
+    from helo_smtp.inbound.listener import InboundServer
 
 log = logging.getLogger("helo_smtp.bounces")
 
@@ -64,7 +69,7 @@ class BounceHandler(Handler):
         return CATALOG["report_received"].line()
 
 
-def attach(inbound: Any, cfg: Any, store: Any) -> None:
+def attach(inbound: InboundServer, cfg: Config, store: Store) -> None:
     """Give ``inbound`` (an ``InboundServer``) the bounce handler when a listener needs it."""
     if not any(lc.mail_type == "bounces" for lc in cfg.listeners):
         return

@@ -130,6 +130,10 @@ class Dispatcher:
             if ssrf.blocked(exc):
                 return None, "blocked: resolves only to non-public addresses"
             return None, type(exc).__name__
+        except (ValueError, UnicodeError) as exc:  # a URL aiohttp cannot use: no retry helps
+            return None, f"blocked: bad URL ({type(exc).__name__})"
+        except OSError as exc:  # below aiohttp's own wrapping: a passing network failure
+            return None, type(exc).__name__
 
     async def _record(self, ep: Endpoint, row: dict[str, Any], code: int | None, error: str
                       ) -> None:
