@@ -167,7 +167,7 @@ def _text_report(msg: email.message.Message, text: str) -> Report:
                   or _DAEMON.search(sender))
     return Report("text" if bounce else "other",
                   [Item(action, "", status, int(code_m.group(1)) if code_m else None, diag)],
-                  original=_original(msg), text=text)
+                  original=_original(msg) or text, text=text)  # Exim copies it inline
 
 
 def _diagnostic_line(text: str) -> str:
