@@ -83,11 +83,13 @@ def claim_in(c: sqlite3.Connection, endpoint_id: str, limit: int, lease: float, 
              ) -> list[dict[str, Any]]:
     """Lease up to ``limit`` due deliveries of one endpoint, oldest due first, with what the
     payload needs (event columns and the message's tags and metadata)."""
+    # The outer due check matters on PostgreSQL with several nodes: a row another node
+    # claimed meanwhile is re-checked after its lock is released, no longer due, and skipped.
     ids = [r[0] for r in c.execute(
         "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id IN (SELECT id FROM"
         " webhook_deliveries WHERE endpoint_id = ? AND state = 'pending' AND next_attempt_at"
-        " <= ? ORDER BY next_attempt_at LIMIT ?) RETURNING id",
-        (now + lease, endpoint_id, now, limit))]
+        " <= ? ORDER BY next_attempt_at LIMIT ?) AND state = 'pending' AND next_attempt_at <= ?"
+        " RETURNING id", (now + lease, endpoint_id, now, limit, now))]
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
