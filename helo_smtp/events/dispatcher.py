@@ -26,6 +26,7 @@ import aiohttp
 from helo_smtp.config import Config
 from helo_smtp.events import policy, signing, ssrf
 from helo_smtp.events.payload import body, public_event
+from helo_smtp.events.resolver import GuardedResolver
 from helo_smtp.store import Store
 from helo_smtp.store.webhooks import Endpoint
 
@@ -52,7 +53,7 @@ class Dispatcher:
     async def run(self) -> None:
         wc = self.cfg.webhooks
         connector = aiohttp.TCPConnector(
-            resolver=ssrf.GuardedResolver(self.cfg.dns, wc.allow_private), use_dns_cache=False,
+            resolver=GuardedResolver(self.cfg.dns, wc.allow_private), use_dns_cache=False,
             limit=0)
         timeout = aiohttp.ClientTimeout(total=wc.timeout_seconds)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout,

@@ -1,7 +1,8 @@
 """The SSRF guard: webhook URLs must not reach loopback, private, link-local or other
 non-public addresses (cloud metadata at 169.254.169.254, the relay's own admin ports, the LAN).
 
-The check runs on the *resolved* address at connect time: aiohttp asks ``GuardedResolver`` for
+The check runs on the *resolved* address at connect time: aiohttp asks
+``resolver.GuardedResolver`` for
 the addresses it will connect to, so a name that resolves to a private address (or is re-pointed
 there after the endpoint was created: DNS rebinding) is refused; an IP literal in the URL never
 reaches a resolver and is checked by ``check_url``. ``[webhooks] allow_private = true`` lifts
@@ -11,16 +12,8 @@ both (tests, receivers on the same host or LAN).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Any
 from urllib.parse import urlsplit
-
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-from aiohttp.abc import AbstractResolver, ResolveResult
-
-from helo_smtp.config import DNSConfig
 
 
 class BlockedAddress(OSError):
@@ -37,7 +30,7 @@ def public(address: str) -> bool:
 
 def check_url(url: str, allow_private: bool) -> str | None:
     """A reason to refuse ``url`` before any lookup, or None. (Names are checked once
-    resolved, by ``GuardedResolver``.)"""
+    resolved, by ``resolver.GuardedResolver``.)"""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -52,48 +45,6 @@ def check_url(url: str, allow_private: bool) -> str | None:
     except ValueError:
         return "localhost is not allowed" if host.rstrip(".").endswith("localhost") else None
     return None if public(str(literal)) else f"{host} is not a public address"
-
-
-def _dns(cfg: DNSConfig) -> dns.asyncresolver.Resolver:
-    if cfg.nameservers:
-        r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = list(cfg.nameservers)
-        r.port = cfg.port
-    else:  # production: the system's resolver configuration
-        r = dns.asyncresolver.Resolver()
-    r.timeout = r.lifetime = cfg.timeout
-    return r
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp resolver on the configured nameservers that drops refused addresses."""
-
-    def __init__(self, dns_cfg: DNSConfig, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._dns = _dns(dns_cfg)
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found: list[tuple[str, socket.AddressFamily]] = []
-        for rdtype, fam in (("A", socket.AF_INET), ("AAAA", socket.AF_INET6)):
-            if family not in (socket.AF_UNSPEC, fam):
-                continue
-            try:
-                answer = await self._dns.resolve(host, rdtype)
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers,
-                    dns.exception.Timeout):
-                continue
-            found += [(r.address, fam) for r in answer]
-        if not found:
-            raise OSError(f"{host}: no address")
-        allowed = [(a, f) for a, f in found if self.allow_private or public(a)]
-        if not allowed:
-            raise BlockedAddress(f"{host} resolves only to non-public addresses")
-        return [ResolveResult(hostname=host, host=a, port=port, family=f, proto=0,
-                              flags=socket.AI_NUMERICHOST) for a, f in allowed]
-
-    async def close(self) -> None:
-        return None
 
 
 def blocked(exc: BaseException) -> bool:
