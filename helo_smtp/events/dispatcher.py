@@ -3,7 +3,8 @@
 It runs on the accepting process's loop, never in the delivery workers, and only reads and
 writes its own rows: a slow or dead receiver cannot delay mail. Each endpoint has a
 concurrency cap (``max_concurrency``): the dispatcher claims at most as many of its due rows
-as it has free slots, so one slow receiver neither starves others nor piles up leases.
+as it has room for (``PREFETCH`` times the cap), and runs at most ``max_concurrency`` POST
+loops for it; so one slow receiver neither starves others nor holds many leases.
 
 At-least-once: a row stays ``pending`` until an outcome is recorded after the POST. A claim
 moves the row's due time past a lease (``LEASE_EXTRA`` + the POST timeout); if the process is
@@ -18,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,7 @@ log = logging.getLogger("helo_smtp.webhooks")
 
 LEASE_EXTRA = 60.0
 ENDPOINTS_TTL = 2.0  # seconds the list of enabled endpoints is reused
+PREFETCH = 4  # rows claimed per endpoint: this many times its concurrency cap, at most
 USER_AGENT = "helo-smtp-webhooks/1"
 
 
@@ -42,7 +44,10 @@ class Dispatcher:
         self.cfg = cfg
         self.store = store
         self.rng = rng or random.Random()
-        self.inflight: Counter[str] = Counter()
+        self.inflight: Counter[str] = Counter()  # POSTs in flight per endpoint
+        self._workers: Counter[str] = Counter()
+        self._queues: defaultdict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self._stopped: set[str] = set()  # endpoints disabled by this process
         self._tasks: set[asyncio.Task[None]] = set()
         self._kick = asyncio.Event()
         self._endpoints: list[Endpoint] = []
@@ -81,31 +86,43 @@ class Dispatcher:
         if now - self._endpoints_at > ENDPOINTS_TTL:
             self._endpoints = await asyncio.to_thread(self.store.webhooks.list, None, True)
             self._endpoints_at = now
+            self._stopped -= {ep.id for ep in self._endpoints}  # enabled again (CLI)
         return self._endpoints
 
     async def _tick(self) -> None:
         lease = self.cfg.webhooks.timeout_seconds + LEASE_EXTRA
         for ep in await self._enabled():
-            free = ep.max_concurrency - self.inflight[ep.id]
-            if free <= 0:
-                continue
-            rows = await self.store.webhooks.claim(ep.id, free, lease, time.time())
-            for row in rows:
+            q = self._queues[ep.id]
+            room = ep.max_concurrency * PREFETCH - len(q) - self.inflight[ep.id]
+            if len(q) < ep.max_concurrency and room > 0:
+                q.extend(await self.store.webhooks.claim(ep.id, room, lease, time.time()))
+            while q and self._workers[ep.id] < ep.max_concurrency:
+                self._workers[ep.id] += 1
+                self._track(self._work(ep, q))
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _work(self, ep: Endpoint, q: deque[dict[str, Any]]) -> None:
+        """One of at most ``max_concurrency`` POST loops of an endpoint. The outcome is
+        recorded in the background: the next POST does not wait for its fsync."""
+        try:
+            while q and ep.id not in self._stopped:
+                row = q.popleft()
                 self.inflight[ep.id] += 1
-                task = asyncio.create_task(self._deliver(ep, row))
-                self._tasks.add(task)
-                task.add_done_callback(self._done(ep.id))
+                try:
+                    code, error = await self.post(ep, public_event(row))
+                finally:
+                    self.inflight[ep.id] -= 1
+                self._track(self._record_logged(ep, row, code, error))
+        finally:
+            self._workers[ep.id] -= 1
+            self._kick.set()  # refill the queue
 
-    def _done(self, endpoint_id: str) -> Any:
-        def cb(task: asyncio.Task[None]) -> None:
-            self._tasks.discard(task)
-            self.inflight[endpoint_id] -= 1
-            self._kick.set()  # a slot is free: there may be more due
-        return cb
-
-    async def _deliver(self, ep: Endpoint, row: dict[str, Any]) -> None:
-        event = public_event(row)
-        code, error = await self.post(ep, event)
+    async def _record_logged(self, ep: Endpoint, row: dict[str, Any], code: int | None,
+                             error: str) -> None:
         try:
             await self._record(ep, row, code, error)
         except Exception:  # not recorded: the lease lapses and it is sent again
@@ -163,5 +180,7 @@ class Dispatcher:
         if await self.store.webhooks.endpoint_health(ep.id, ok, now, wc.retry_for_seconds,
                                                      gone):
             self._endpoints_at = 0.0  # stop claiming for it at once
+            self._stopped.add(ep.id)
+            self._queues.pop(ep.id, None)  # claimed rows come due again after their lease
             log.warning("event=webhook_endpoint_disabled endpoint=%s reason=%s", ep.id,
                         gone or "failing")
