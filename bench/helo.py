@@ -2,7 +2,7 @@
 with the store API, direct MX delivery resolved through the test suite's local DNS server.
 
 ``helo-smtp --config FILE serve`` when the CLI has ``serve``; otherwise the same through
-``helo_smtp.daemon.serve`` (``python -c``), so the harness worked before the CLI did.
+``helo_smtp.runtime.daemon.serve`` (``python -c``), so the harness worked before the CLI did.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class HeloRelay:
         pre = "".join(f"import bench.whatif; bench.whatif.{w}(); " for w in self.whatif)
         if _cli_has_serve():
             # what the console script runs: helo-smtp serve --config FILE
-            return [sys.executable, "-c", pre + "from helo_smtp.cli import main; main()",
+            return [sys.executable, "-c", pre + "from helo_smtp.cli.main import main; main()",
                     "serve", "--config", cfg]
         code = (pre + "import asyncio, logging; from helo_smtp import config, daemon; "
                 "logging.basicConfig(level=logging.INFO); "
@@ -240,7 +240,7 @@ class HeloRelay:
 
 def _cli_has_serve() -> bool:
     try:
-        from helo_smtp.cli import cli
+        from helo_smtp.cli.main import cli
     except ImportError:
         return False
     return "serve" in getattr(cli, "commands", {})

@@ -59,7 +59,7 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
         if not frames:
             continue
         total += n
-        if "helo_smtp.deliverer" in stack:
+        if "helo_smtp.runtime.child" in stack:
             child += n
         self_c[frames[-1]] += n
         for f in set(frames):
@@ -73,8 +73,8 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
 
 # Frames on nearly every stack (thread start, the event loop, click, asyncio.run): they say
 # nothing about where the time goes, so the inclusive list leaves them out.
-_PLUMBING = ("threading.py", "click/", "(cli.py)", "asyncio/runners.py", "asyncio/events.py",
-             "concurrent/futures/thread.py", "<module>", "<frozen runpy>", "(deliverer.py)",
+_PLUMBING = ("threading.py", "click/", "(main.py)", "asyncio/runners.py", "asyncio/events.py",
+             "concurrent/futures/thread.py", "<module>", "<frozen runpy>", "(child.py)",
              "uvloop/__init__.py",
              # py-spy --subprocesses roots each stack at "process PID:cmdline", and the bench's
              # cmdline (python -c "...; main()" serve --config ...) has semicolons of its own

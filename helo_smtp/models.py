@@ -37,7 +37,6 @@ class RecipientState(StrEnum):
     SUPPRESSED = "suppressed"
 
 
-PENDING_STATES = (RecipientState.QUEUED, RecipientState.DEFERRED)
 FINAL_STATES = (
     RecipientState.DELIVERED,
     RecipientState.BOUNCED,
@@ -245,3 +244,10 @@ class StoredMessage:
     tags: list[str]
     metadata: dict[str, str]
     created_at: float
+
+
+def stored_message(msg: NewMessage, broadcast_id: str | None) -> StoredMessage:
+    """``msg`` as the delivery side reads it back once committed."""
+    return StoredMessage(msg.id, msg.account_id, msg.channel_id, msg.mail_type, msg.sender,
+                         msg.raw, msg.track_opens, msg.track_links, broadcast_id, msg.tags,
+                         msg.metadata, msg.created_at)

@@ -78,7 +78,8 @@ def attach(inbound: InboundServer, cfg: Config, store: Store) -> None:
                                  "is not set")
     from helo_smtp.bounces.verp import Verp
 
-    h = BounceHandler(cfg, store, inbound.directory, inbound.capacity, inbound.handler.wake)
+    h = BounceHandler(cfg, inbound.handler.submission, inbound.directory, inbound.capacity,
+                      inbound.handler.wake)
     h.intake = Intake(Verp.load(cfg.bounces.domain, cfg.bounces.secret, store.settings),
                       store.db)
     inbound.bounce_handler = h

@@ -1,6 +1,6 @@
 """The HTTP server (aiohttp) on the relay's event loop.
 
-Routes (tokens from ``helo_smtp.tracking``; a bad, altered or wrong-kind token is a 404 and
+Routes (tokens from ``helo_smtp.tracking.tokens``; a bad, altered or wrong-kind token is a 404 and
 counts nothing):
 
     GET  /o/<token>.gif   open pixel: records an open, answers a 1x1 transparent GIF
@@ -24,11 +24,12 @@ from urllib.parse import quote
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from helo_smtp import metrics, tracking
 from helo_smtp.config import Config
 from helo_smtp.http import pages
-from helo_smtp.store import Store
+from helo_smtp.ports import Tracking
+from helo_smtp.runtime import metrics
 from helo_smtp.store.engagement import Hit
+from helo_smtp.tracking import tokens
 
 log = logging.getLogger("helo_smtp.http")
 
@@ -53,20 +54,20 @@ def _user_agent(request: web.Request) -> str:
 class Routes:
     """Request handlers bound to one store and token secret."""
 
-    def __init__(self, store: Store, secret: bytes) -> None:
+    def __init__(self, store: Tracking, secret: bytes) -> None:
         self.store = store
         self.secret = secret
 
-    def _token(self, request: web.Request, kind: str, suffix: str = "") -> tracking.Token:
+    def _token(self, request: web.Request, kind: str, suffix: str = "") -> tokens.Token:
         raw = request.match_info["token"]
         if suffix and raw.endswith(suffix):
             raw = raw[:-len(suffix)]
-        token = tracking.read_token(self.secret, raw, kind)
+        token = tokens.read_token(self.secret, raw, kind)
         if token is None:
             raise web.HTTPNotFound(text=pages.not_found(), content_type="text/html")
         return token
 
-    async def _record(self, kind: str, token: tracking.Token, **data: str) -> Hit | None:
+    async def _record(self, kind: str, token: tokens.Token, **data: str) -> Hit | None:
         hit = await self.store.engagement.record(kind, token.message_id, token.recipient,
                                                  **data)
         if hit is not None and hit.first:
@@ -74,7 +75,7 @@ class Routes:
         return hit
 
     async def open_pixel(self, request: web.Request) -> web.Response:
-        token = self._token(request, tracking.OPEN, ".gif")
+        token = self._token(request, tokens.OPEN, ".gif")
         try:
             await self._record("open", token, user_agent=_user_agent(request))
         except Exception:  # the reader still gets the image
@@ -82,7 +83,7 @@ class Routes:
         return web.Response(body=pages.PIXEL_GIF, content_type="image/gif", headers=NO_STORE)
 
     async def click(self, request: web.Request) -> web.Response:
-        token = self._token(request, tracking.CLICK)
+        token = self._token(request, tokens.CLICK)
         url = quote(token.url, safe=_URL_SAFE)
         if not url.lower().startswith(("http://", "https://")):
             raise web.HTTPNotFound(text=pages.not_found(), content_type="text/html")
@@ -94,7 +95,7 @@ class Routes:
         raise web.HTTPFound(url, headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
 
     async def unsubscribe_page(self, request: web.Request) -> web.Response:
-        token = self._token(request, tracking.UNSUBSCRIBE)
+        token = self._token(request, tokens.UNSUBSCRIBE)
         return web.Response(text=pages.confirm_unsubscribe(token.recipient),
                             content_type="text/html",
                             headers={**NO_STORE, "X-Robots-Tag": "noindex"})
@@ -102,7 +103,7 @@ class Routes:
     async def unsubscribe(self, request: web.Request) -> web.Response:
         """RFC 8058 §3.2: the POST body carries ``List-Unsubscribe=One-Click`` (as
         application/x-www-form-urlencoded or multipart/form-data)."""
-        token = self._token(request, tracking.UNSUBSCRIBE)
+        token = self._token(request, tokens.UNSUBSCRIBE)
         form = await request.post()
         if form.get("List-Unsubscribe") != "One-Click":
             return web.Response(status=400, text=pages.bad_request(), content_type="text/html")
@@ -131,7 +132,7 @@ class Routes:
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unavailable\n")
 
 
-def build_app(store: Store, secret: bytes) -> web.Application:
+def build_app(store: Tracking, secret: bytes) -> web.Application:
     r = Routes(store, secret)
     app = web.Application(client_max_size=MAX_UNSUBSCRIBE_BODY)
     app.router.add_get("/o/{token}", r.open_pixel, allow_head=False)
@@ -146,7 +147,7 @@ def build_app(store: Store, secret: bytes) -> web.Application:
 class HTTPServer:
     """``await start()`` -> bound port (``[http] listen`` may use port 0); ``await stop()``."""
 
-    def __init__(self, cfg: Config, store: Store) -> None:
+    def __init__(self, cfg: Config, store: Tracking) -> None:
         self.cfg = cfg
         self.store = store
         self.port: int | None = None
@@ -155,7 +156,7 @@ class HTTPServer:
     async def start(self) -> int:
         host, port = parse_listen(self.cfg.http.listen)
         # With no [http] secret this is a one-off write of the generated key, at start only.
-        secret = tracking.tracking_secret(self.cfg.http, self.store.settings)
+        secret = tokens.tracking_secret(self.cfg.http, self.store.settings)
         runner = web.AppRunner(build_app(self.store, secret), access_log=None,
                                handle_signals=False)
         await runner.setup()

@@ -25,10 +25,11 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult
 
-from helo_smtp import credsecret, metrics
+from helo_smtp import credsecret
 from helo_smtp.config import LimitsConfig
 from helo_smtp.errors import CATALOG
 from helo_smtp.models import ChannelRef
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
 from helo_smtp.config import ServerConfig
 from helo_smtp.inbound import policy
+from helo_smtp.ports import Submission
 
 log = logging.getLogger("helo_smtp.smtp")
 
@@ -32,15 +32,15 @@ def free_bytes(database: str) -> int | None:
 
 
 class Capacity:
-    def __init__(self, store: Any, server: ServerConfig) -> None:
-        self.store = store
+    def __init__(self, submission: Submission, server: ServerConfig) -> None:
+        self.submission = submission
         self.server = server
         self.pending = 0
         self.free: int | None = None
 
     def refresh(self) -> None:
         """Read both numbers now (blocking; run in a thread except at start)."""
-        self.pending = self.store.queue.pending_count()
+        self.pending = self.submission.backlog()
         self.free = free_bytes(self.server.database)
 
     async def run(self) -> None:

@@ -1,9 +1,7 @@
-"""What the inbound side reads from the store.
+"""What the inbound side reads from the store (``ports.Submission``; where a read runs, on the
+loop or in a thread, is the backend's business: ``store/submission.py``).
 
-Every read is a point lookup. On SQLite it runs right on the event loop (``reads_on_loop``:
-tens of microseconds on pages in memory, less than the thread hop that would carry it off the
-loop; the benchmarks' profile had those hops as the largest single cost). On PostgreSQL each
-read is a round trip and runs in a worker thread (``asyncio.to_thread``). Credentials, accounts and
+Credentials, accounts and
 suppressions are read fresh each time (a revoked credential, a forbidden account or a new
 suppression takes effect at once). Channels and verified domains change rarely: what was found
 is kept for ``ttl`` seconds (a deleted channel or an unverified domain may still be used that
@@ -12,20 +10,17 @@ long; a new one is found at once); ``clear`` (SIGHUP) drops them.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from helo_smtp.models import Account, Channel, Credential
+from helo_smtp.ports import Submission
 
 DEFAULT_TTL = 5.0
-T = TypeVar("T")
 
 
 class Directory:
-    def __init__(self, store: Any, ttl: float = DEFAULT_TTL) -> None:
-        self.store = store
+    def __init__(self, submission: Submission, ttl: float = DEFAULT_TTL) -> None:
+        self.submission = submission
         self.ttl = ttl
         self._channels: dict[str, tuple[float, list[Channel]]] = {}
         self._domains: dict[tuple[str, str], float] = {}
@@ -34,24 +29,19 @@ class Directory:
         self._channels.clear()
         self._domains.clear()
 
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.store.db.reads_on_loop:
-            return fn(*args)
-        return await asyncio.to_thread(fn, *args)
-
     async def credential(self, username: str) -> tuple[Credential, str] | None:
         """The live credential for ``username`` and its secret hash."""
-        return await self._read(self.store.credentials.lookup, username)
+        return await self.submission.credential(username)
 
     async def account(self, account_id: str) -> Account | None:
-        return await self._read(self.store.accounts.get, account_id)
+        return await self.submission.account(account_id)
 
     async def domain_verified(self, account_id: str, domain: str) -> bool:
         """Whether ``domain`` is a verified domain of the account (positive answers cached)."""
         key = (account_id, domain)
         if self._domains.get(key, 0.0) > time.monotonic():
             return True
-        found = await self._read(self.store.domains.verified_for, account_id, domain)
+        found = await self.submission.verified_domain(account_id, domain)
         if found is not None:
             self._domains[key] = time.monotonic() + self.ttl
         return found is not None
@@ -64,9 +54,9 @@ class Directory:
             found = next((c for c in hit[1] if c.id == channel_id), None)
             if found is not None:
                 return found
-        channels = await self._read(self.store.channels.list, account_id)
+        channels = await self.submission.channels(account_id)
         self._channels[account_id] = (time.monotonic() + self.ttl, channels)
         return next((c for c in channels if c.id == channel_id), None)
 
     async def suppressed(self, channel_id: str, addresses: list[str]) -> set[str]:
-        return await self._read(self.store.suppressions.filter, channel_id, addresses)
+        return await self.submission.suppressed(channel_id, addresses)

@@ -19,14 +19,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from helo_smtp import errors, metrics
+from helo_smtp import errors
 from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG, HeloError
 from helo_smtp.inbound import headers, message, policy
 from helo_smtp.inbound.addresses import AddressProblem, check_mailbox, domain_of
 from helo_smtp.inbound.capacity import Capacity
 from helo_smtp.inbound.directory import Directory
-from helo_smtp.models import ListenerMailType, MailType, NewMessage, uuid7
+from helo_smtp.models import ListenerMailType, MailType, NewMessage, stored_message, uuid7
+from helo_smtp.ports import CommittedHook, Submission
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 T = TypeVar("T")
@@ -45,10 +47,13 @@ async def _work(size: int, fn: Callable[..., T], *args: Any) -> T:
 
 
 class Handler:
-    def __init__(self, cfg: Config, store: Any, directory: Directory, capacity: Capacity,
-                 wake: Callable[[MailType], None]) -> None:
+    def __init__(self, cfg: Config, submission: Submission, directory: Directory,
+                 capacity: Capacity, wake: Callable[[MailType], None],
+                 committed: CommittedHook | None = None) -> None:
         self.cfg = cfg
-        self.store = store
+        self.submission = submission
+        # Told about each message committed (the delivery process, or this process's workers).
+        self.committed = committed
         self.directory = directory
         self.capacity = capacity
         self.wake = wake
@@ -184,14 +189,16 @@ class Handler:
             reply=errors.accepted_line(msg_id, suppressed), created_at=now)
 
     async def _commit(self, server: Any, envelope: Any, msg: NewMessage) -> str:
-        """One transaction, on disk before the 250 (``store.queue.enqueue``)."""
+        """One transaction, on disk before the 250 (``Submission.commit``)."""
         server.busy = True  # timers and drain leave the session alone until the reply is out
         try:
-            result = await self.store.queue.enqueue(msg)
+            result = await self.submission.commit(msg)
         finally:
             server.busy = False
         envelope.message_id = result.message_id
         if not result.replayed:
+            if self.committed is not None and msg.recipients:
+                self.committed(stored_message(msg, result.broadcast_id))
             self.capacity.note_accepted(len(msg.recipients))
             metrics.MESSAGES_ACCEPTED.labels(msg.mail_type.value).inc()
             self.wake(msg.mail_type)

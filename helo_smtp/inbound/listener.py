@@ -16,9 +16,7 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
-from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.errors import CATALOG, Reply
 from helo_smtp.inbound import tls
@@ -28,6 +26,8 @@ from helo_smtp.inbound.directory import Directory
 from helo_smtp.inbound.handler import Handler
 from helo_smtp.inbound.protocol import TLS_SHUTDOWN_TIMEOUT, HeloSMTP
 from helo_smtp.models import MailType
+from helo_smtp.ports import CommittedHook, Submission
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 
@@ -38,15 +38,15 @@ CLOSE_WAIT = 0.2  # seconds closed sessions get to finish before they are droppe
 class InboundServer:
     """All SMTP listeners of one relay process."""
 
-    def __init__(self, cfg: Config, store: Any, wake: Callable[[MailType], None]) -> None:
+    def __init__(self, cfg: Config, submission: Submission, wake: Callable[[MailType], None],
+                 committed: CommittedHook | None = None) -> None:
         self.cfg = cfg
-        self.store = store
-        self.directory = Directory(store)
-        self.capacity = Capacity(store, cfg.server)
+        self.directory = Directory(submission)
+        self.capacity = Capacity(submission, cfg.server)
         self.guard = AuthGuard(cfg.limits)
         self.authenticator = Authenticator(self.directory, self.guard)
-        self.handler = Handler(cfg, store, self.directory, self.capacity, wake)
-        self.bounce_handler: Any = None  # set by bounces.handler.attach for a bounces listener
+        self.handler = Handler(cfg, submission, self.directory, self.capacity, wake, committed)
+        self.bounce_handler: Handler | None = None  # bounces.handler.attach sets it
         self.tls_context: ssl.SSLContext | None = None
         self.sessions: set[HeloSMTP] = set()
         self.draining = False

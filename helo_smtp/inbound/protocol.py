@@ -23,18 +23,16 @@ import asyncio.sslproto as sslproto
 import base64
 import collections
 import logging
-from typing import TYPE_CHECKING, Any
+import ssl
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from helo_smtp import metrics
-from helo_smtp.config import ListenerConfig
+from helo_smtp.config import Config, ListenerConfig
 from helo_smtp.errors import CATALOG, Reply
 from helo_smtp.inbound import addresses, auth, replies
 from helo_smtp.inbound.message import Trace
-
-if TYPE_CHECKING:
-    from helo_smtp.inbound.listener import InboundServer
+from helo_smtp.runtime import metrics
 
 log = logging.getLogger("helo_smtp.smtp")
 
@@ -59,8 +57,23 @@ class HeloEnvelope(Envelope):
         self.message_id: str | None = None
 
 
+class Doors(Protocol):
+    """What a session needs from the server that accepted it (``listener.InboundServer``)."""
+
+    cfg: Config
+    tls_context: ssl.SSLContext | None
+    handler: Any  # aiosmtpd's handler object (``handler.Handler``)
+    bounce_handler: Any  # the same for a mail_type = "bounces" listener (bounces/handler.py)
+    guard: auth.AuthGuard
+    authenticator: auth.Authenticator
+
+    def admit(self, session: HeloSMTP) -> Reply | None: ...
+
+    def release(self, session: HeloSMTP) -> None: ...
+
+
 class HeloSMTP(SMTP):
-    def __init__(self, inbound: InboundServer, listener: ListenerConfig) -> None:
+    def __init__(self, inbound: Doors, listener: ListenerConfig) -> None:
         cfg = inbound.cfg
         self.inbound = inbound
         self.listener = listener

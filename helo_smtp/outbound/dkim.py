@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim import canonicalization
 
 from helo_smtp.models import Domain, address_domain
+from helo_smtp.ports import SigningKeys
 
 log = logging.getLogger("helo_smtp.delivery")
 
@@ -44,6 +45,7 @@ EXTRA_SIGNED = (b"list-unsubscribe-post",)
 
 _OPENSSL_KEYS: dict[int, rsa.RSAPrivateKey] = {}  # modulus -> key (a handful of domains)
 _PURE_PYTHON_SIGN = dkim.RSASSA_PKCS1_v1_5_sign
+_DKIMPY_PARSE_PEM = dkim.parse_pem_private_key
 
 
 def _openssl_key(pk: dict[str, int]) -> rsa.RSAPrivateKey:
@@ -65,12 +67,6 @@ def openssl_sign(h: Any, pk: dict[str, int]) -> bytes:
     return _openssl_key(pk).sign(h.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
 
 
-dkim.RSASSA_PKCS1_v1_5_sign = openssl_sign
-# dkimpy parses the PEM key (base64 and ASN.1 in pure Python) on every signature: a fifth of
-# the cost of signing a 4 KiB message. A domain's key is the same bytes from one message to
-# the next, so parse each once. The parsed dict is only read (by ``openssl_sign``).
-dkim.parse_pem_private_key = functools.lru_cache(maxsize=1024)(dkim.parse_pem_private_key)
-
 # Relaxed canonicalization (RFC 6376 §3.4.4) turns every run of spaces and tabs into one space.
 # dkimpy's ``re.sub(b"[\t ]+", b" ", ...)`` runs the regex engine over the whole body and
 # "replaces" each lone space by itself; two bytes.replace passes in C give the same bytes at
@@ -86,7 +82,21 @@ def compress_whitespace(content: bytes) -> bytes:
     return content
 
 
-canonicalization.compress_whitespace = compress_whitespace
+def install_fast_paths() -> None:
+    """Make dkimpy sign with OpenSSL, parse each key once and compress whitespace in C.
+
+    The signatures are byte for byte dkimpy's own (``tests/unit/test_dkim_signer.py``). This
+    patches the ``dkim`` module for the whole process, so it is the runtime's call
+    (``runtime/daemon.py``, at start), never a side effect of importing this module. Safe to
+    call again."""
+    dkim.RSASSA_PKCS1_v1_5_sign = openssl_sign
+    # dkimpy parses the PEM key (base64 and ASN.1 in pure Python) on every signature: a fifth
+    # of the cost of signing a 4 KiB message. A domain's key is the same bytes from one
+    # message to the next, so parse each once. The parsed dict is only read (by
+    # ``openssl_sign``).
+    if dkim.parse_pem_private_key is _DKIMPY_PARSE_PEM:
+        dkim.parse_pem_private_key = functools.lru_cache(maxsize=1024)(_DKIMPY_PARSE_PEM)
+    canonicalization.compress_whitespace = compress_whitespace
 
 
 def from_domain(raw: bytes) -> str:
@@ -113,7 +123,7 @@ def sign(raw: bytes, domain: Domain) -> bytes:
 class Signer:
     """Finds the key for a message and signs it; keys are cached for a minute."""
 
-    def __init__(self, domains: Any) -> None:
+    def __init__(self, domains: SigningKeys) -> None:
         self.domains = domains  # store.domains
         self._keys: dict[tuple[str, str], tuple[float, Domain | None]] = {}
 

@@ -34,11 +34,11 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from helo_smtp import metrics
 from helo_smtp.config import DNSConfig
 from helo_smtp.models import BounceCategory
 from helo_smtp.outbound.outcome import Outcome, local
 from helo_smtp.outbound.translate import dns_kind, from_exception
+from helo_smtp.runtime import metrics
 
 MAX_CNAME_HOPS = 8
 MAX_MX_HOSTS = 10  # hosts looked up per domain; more is a misconfiguration

@@ -63,10 +63,6 @@ from helo_smtp.outbound.classify import classify
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
-#: Stages of a delivery attempt, in order.
-STAGES = ("queue", "dns", "connect", "banner", "ehlo", "starttls", "mail", "rcpt", "data",
-          "deadline")
-
 
 class Action(StrEnum):
     DELIVERED = "delivered"

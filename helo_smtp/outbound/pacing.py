@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Protocol
 
-from helo_smtp import metrics
 from helo_smtp.config import PoolConfig
+from helo_smtp.runtime import metrics
 from helo_smtp.store.destinations import SLOWDOWN_PERIOD, Slowdown
 
 log = logging.getLogger("helo_smtp.pacing")

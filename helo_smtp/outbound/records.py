@@ -8,9 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from helo_smtp import metrics
 from helo_smtp.config import DeliveryConfig
-from helo_smtp.logs import kv
 from helo_smtp.models import (
     FINAL_STATES,
     ClaimedRecipient,
@@ -21,6 +19,8 @@ from helo_smtp.models import (
 from helo_smtp.outbound.delivery import Settled
 from helo_smtp.outbound.outcome import Action, Outcome
 from helo_smtp.outbound.retry import after_deferral
+from helo_smtp.runtime import metrics
+from helo_smtp.runtime.logs import kv
 
 log = logging.getLogger("helo_smtp.delivery")
 

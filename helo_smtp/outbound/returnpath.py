@@ -9,15 +9,14 @@ the same for every recipient: only the envelope differs.
 
 from __future__ import annotations
 
-from typing import Any
-
 from helo_smtp.bounces.verp import Verp
 from helo_smtp.config import BouncesConfig
 from helo_smtp.outbound.delivery import Envelope
+from helo_smtp.ports import Secrets
 
 
 class ReturnPath:
-    def __init__(self, cfg: BouncesConfig, settings: Any) -> None:
+    def __init__(self, cfg: BouncesConfig, settings: Secrets) -> None:
         self.cfg = cfg
         self.settings = settings
         self._verp: Verp | None = None

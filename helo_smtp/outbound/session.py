@@ -26,7 +26,6 @@ from enum import StrEnum
 
 import aiosmtplib
 
-from helo_smtp import metrics
 from helo_smtp.models import BounceCategory
 from helo_smtp.outbound.mx import Route
 from helo_smtp.outbound.outcome import (
@@ -38,6 +37,7 @@ from helo_smtp.outbound.outcome import (
     local,
 )
 from helo_smtp.outbound.translate import FOREIGN_ERRORS, from_exception
+from helo_smtp.runtime import metrics
 
 OUT = metrics.CONNECTIONS_ACTIVE.labels(direction="out")
 
@@ -78,7 +78,6 @@ class Connection:
         self.source_ip = source_ip
         self.mode = mode
         self.tls = tls
-        self.transactions = 0
         self.last_used = time.monotonic()
         self._closed = False
         OUT.inc()
@@ -227,7 +226,6 @@ async def transact(conn: Connection, sender: str, rcpts: list[tuple[int, str]], 
         utf8 = False
         if not rcpts:
             return res
-    conn.transactions += 1
     conn.last_used = time.monotonic()
     encoding = "utf-8" if utf8 else "ascii"
     try:

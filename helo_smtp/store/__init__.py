@@ -5,28 +5,38 @@ from __future__ import annotations
 
 import sqlite3
 
+from helo_smtp.config import Config
 from helo_smtp.errors import ConfigError
 from helo_smtp.models import MailType
+from helo_smtp.ports import Backend
 from helo_smtp.store import pg_schema, schema
 from helo_smtp.store.accounts import Accounts
 from helo_smtp.store.admin import Admin
 from helo_smtp.store.broadcasts import Broadcasts
 from helo_smtp.store.channels import Channels
 from helo_smtp.store.credentials import Credentials
-from helo_smtp.store.db import CorruptDatabase, Database, connect
+from helo_smtp.store.db import CorruptDatabase, Database
 from helo_smtp.store.destinations import Destinations
 from helo_smtp.store.domains import Domains
 from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
+from helo_smtp.store.groupcommit import connect
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
+from helo_smtp.store.submission import StoreSubmission
 from helo_smtp.store.suppressions import Suppressions
 from helo_smtp.store.throttle import Throttle
 from helo_smtp.store.webhooks import Webhooks
 
-__all__ = ["CorruptDatabase", "Store", "migrate"]
+__all__ = ["CorruptDatabase", "Store", "lifetimes", "migrate"]
 
 DEFAULT_LIFETIMES = {MailType.TRANSACTIONAL: 432_000.0, MailType.BROADCAST: 172_800.0}
+
+
+def lifetimes(cfg: Config) -> dict[MailType, float]:
+    """How long each mail type may stay queued (``[delivery] *_lifetime``)."""
+    return {MailType.TRANSACTIONAL: cfg.delivery.transactional_lifetime,
+            MailType.BROADCAST: cfg.delivery.broadcast_lifetime}
 
 
 def migrate(path: str) -> list[str]:
@@ -35,7 +45,9 @@ def migrate(path: str) -> list[str]:
     ``path`` is a SQLite file, or a ``postgresql://`` URL (then ``pg_schema`` is applied).
     """
     if pg_schema.is_postgres_url(path):
-        return pg_schema.migrate(_require_psycopg(path))
+        from helo_smtp.store.pg import migrate as pg_migrate
+
+        return pg_migrate(_require_psycopg(path))
     try:
         conn = connect(path)
     except sqlite3.DatabaseError as exc:
@@ -80,6 +92,10 @@ class Store:
         self.destinations = Destinations(db)
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
         self.webhooks = Webhooks(db)  # endpoints and their delivery outbox (SPEC §12)
+        # The ports (``helo_smtp/ports.py``): the backend's capabilities, and the door's view.
+        self.backend: Backend = db
+        self.submission = StoreSubmission(db, self.credentials, self.accounts, self.channels,
+                                          self.domains, self.suppressions, self.queue)
 
     @classmethod
     def open(cls, path: str, lifetimes: dict[MailType, float] | None = None,

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from helo_smtp.store import events, queue
+import helo_smtp.store.events as events
+import helo_smtp.store.queue as queue
 
 PENDING = "r.state IN ('queued', 'deferred')"
 _MESSAGE_COLUMNS = ("m.id, m.account_id, a.name AS account, m.channel_id, ch.name AS channel,"

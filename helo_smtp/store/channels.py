@@ -74,19 +74,13 @@ class Channels:
                 f"UPDATE channels SET {', '.join(sets)} WHERE id = ?", (*args, channel_id)))
         return self.require(channel_id)
 
-    def queued_count(self, channel_id: str) -> int:
-        return self.db.read(lambda c: c.execute(
-            "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id"
-            " WHERE m.channel_id = ? AND r.state IN ('queued', 'deferred')",
-            (channel_id,)).fetchone()[0])
-
     def delete(self, channel_id: str, force: bool = False) -> int:
         """Delete (soft: history stays); with ``force``, queued recipients are purged.
 
         Returns the number of recipients purged. Credentials scoped to it are revoked.
         """
         def fn(c: sqlite3.Connection) -> int:
-            from helo_smtp.store import queue  # local: queue imports channels' neighbours
+            import helo_smtp.store.queue as queue  # local: queue imports channels' neighbours
 
             ids = [r[0] for r in c.execute(
                 "SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id"

@@ -66,15 +66,6 @@ class Credentials:
             (time.time(), cred.id)))
         return self.get(cred.id)  # type: ignore[return-value]
 
-    def active_hashes(self) -> dict[str, tuple[Credential, str]]:
-        """username -> (credential, secret hash) for every live credential, for the auth cache."""
-        rows = self.db.read(lambda c: c.execute(
-            "SELECT cr.* FROM credentials cr JOIN accounts a ON a.id = cr.account_id"
-            " LEFT JOIN channels ch ON ch.id = cr.channel_id"
-            " WHERE cr.revoked_at IS NULL AND (cr.channel_id IS NULL OR ch.deleted_at IS NULL)"
-        ).fetchall())
-        return {r["username"]: (_row(r), r["secret_hash"]) for r in rows}
-
     def lookup(self, username: str) -> tuple[Credential, str] | None:
         """The live credential for ``username`` and its secret hash."""
         r = self.db.read(lambda c: c.execute(

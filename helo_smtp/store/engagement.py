@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import helo_smtp.store.broadcasts as broadcasts
+import helo_smtp.store.events as events
+import helo_smtp.store.suppressions as suppressions
 from helo_smtp.models import SuppressionReason
-from helo_smtp.store import broadcasts, events, suppressions
 
 
 class Kind(StrEnum):

@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from helo_smtp.errors import StoreError
-from helo_smtp.store.db import (
+from helo_smtp.store.groupcommit import (
     BUSY_TIMEOUT_MS,
     Done,
     Job,

@@ -37,6 +37,7 @@ from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from helo_smtp.errors import StorageFull, StoreError
+from helo_smtp.store.pg_schema import apply as apply_schema
 from helo_smtp.store.pg_schema import redact as _redact
 from helo_smtp.store.pg_writer import GroupWriter, commit_sql
 
@@ -180,6 +181,12 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
     return conn
 
 
+def migrate(url: str) -> list[str]:
+    """Create or upgrade the schema of the database at ``url``; safe to run on every start."""
+    with connect(url) as conn:
+        return apply_schema(conn)
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("numeric", _NumericLoader)
 
@@ -190,6 +197,7 @@ class PgDatabase:
 
     dialect = "postgresql"
     reads_on_loop = False  # every read is a round trip to the server: off the loop
+    shared = True  # several nodes: pacing and connection caps live in the store
 
     def __init__(self, url: str, pool_size: int = POOL_SIZE, open_timeout: float = 10.0) -> None:
         self.path = self.url = url

@@ -296,11 +296,3 @@ def applied(conn: Any) -> list[str]:
         return []
     rows = conn.execute(f"SELECT name FROM {TABLE} ORDER BY applied_at, name").fetchall()
     return [r[0] for r in rows]
-
-
-def migrate(url: str) -> list[str]:
-    """Create or upgrade the schema of the database at ``url``; safe to run on every start."""
-    from helo_smtp.store.pg import connect
-
-    with connect(url) as conn:
-        return apply(conn)

@@ -40,7 +40,7 @@ from psycopg import sql as pg_sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from helo_smtp.errors import StoreError
-from helo_smtp.store.db import take_group
+from helo_smtp.store.groupcommit import take_group
 
 log = logging.getLogger("helo_smtp.store.pg")
 

@@ -20,10 +20,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from helo_smtp.errors import IdempotencyConflict, SendLimitExceeded
+import helo_smtp.store.broadcasts as broadcasts
+import helo_smtp.store.events as events
+import helo_smtp.store.pg_queue as pg_queue
+import helo_smtp.store.suppressions as suppressions
+from helo_smtp.errors import SendLimitExceeded
 from helo_smtp.models import (
     SUPPRESSING_CATEGORIES,
     ClaimedRecipient,
@@ -34,12 +37,12 @@ from helo_smtp.models import (
     StoredMessage,
     SuppressionReason,
     address_domain,
+    stored_message,
 )
-from helo_smtp.store import broadcasts, events, pg_queue, suppressions
 from helo_smtp.store.db import dialect
+from helo_smtp.store.idempotency import EnqueueResult, claim_idempotency
 from helo_smtp.store.recent import RecentMessages
 
-IDEMPOTENCY_WINDOW = 3600.0
 PENDING_SEND_LIMIT = 1000
 QUEUE_CHANNEL = "helo_queue"  # PostgreSQL NOTIFY channel; the payload is the mail type
 
@@ -49,43 +52,6 @@ _EVENT_FOR_STATE = {
     RecipientState.BOUNCED: "delivery.bounced",
     RecipientState.EXPIRED: "message.expired",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    message_id: str
-    reply: str
-    replayed: bool  # an idempotent replay: nothing was queued
-    broadcast_id: str | None = None
-
-
-def _claim_idempotency(c: sqlite3.Connection, msg: NewMessage) -> EnqueueResult | None:
-    """SPEC §6: same key + same fingerprint within 1 h replays; other content conflicts.
-
-    The key row is written *first* (``ON CONFLICT DO NOTHING``), before the message. Of two
-    submissions with one key at the same moment, on one node or on two sharing PostgreSQL, the
-    second waits on the first's row until that transaction ends, then replays its reply (or
-    conflicts); if the first rolled back, the second gets the key. A key older than the window
-    is taken over by an UPDATE that re-checks the age, so of two late reusers only one wins.
-    None: the key is ours (or there is none), go on and queue the message.
-    """
-    if not msg.idempotency_key:
-        return None
-    key = (msg.account_id, msg.idempotency_key)
-    ours = (msg.fingerprint or "", msg.id, msg.reply, msg.created_at)
-    if c.execute("INSERT INTO idempotency_keys (account_id, key, fingerprint, message_id, reply,"
-                 " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, key)"
-                 " DO NOTHING", (*key, *ours)).rowcount:
-        return None
-    if c.execute("UPDATE idempotency_keys SET fingerprint = ?, message_id = ?, reply = ?,"
-                 " created_at = ? WHERE account_id = ? AND key = ? AND created_at < ?",
-                 (*ours, *key, msg.created_at - IDEMPOTENCY_WINDOW)).rowcount:
-        return None
-    row = c.execute("SELECT fingerprint, message_id, reply FROM idempotency_keys"
-                    " WHERE account_id = ? AND key = ?", key).fetchone()
-    if row["fingerprint"] != (msg.fingerprint or ""):
-        raise IdempotencyConflict()
-    return EnqueueResult(row["message_id"], row["reply"], True)
 
 
 def _charge_sends(c: sqlite3.Connection, account_id: str, n: int) -> None:
@@ -115,7 +81,7 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
     order: their row locks, which every message of that broadcast or account needs, are then
     held only until COMMIT, and never taken in opposite orders (no deadlocks across nodes).
     """
-    replay = _claim_idempotency(c, msg)
+    replay = claim_idempotency(c, msg)
     if replay is not None:
         return replay
     now = msg.created_at
@@ -293,15 +259,18 @@ class Queue:
         self.recent = RecentMessages()
 
     async def enqueue(self, msg: NewMessage) -> EnqueueResult:
-        """Commit the message; resolves only when the COMMIT is on disk."""
-        lifetime = self.lifetimes[msg.mail_type]
-        result = await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
+        """Commit the message and keep it in ``recent`` for its first delivery in this
+        process; resolves only when the COMMIT is on disk."""
+        result = await self.commit(msg)
         if not result.replayed and msg.recipients:
-            self.recent.add(StoredMessage(
-                msg.id, msg.account_id, msg.channel_id, msg.mail_type, msg.sender, msg.raw,
-                msg.track_opens, msg.track_links, result.broadcast_id, msg.tags, msg.metadata,
-                msg.created_at))
+            self.recent.add(stored_message(msg, result.broadcast_id))
         return result
+
+    async def commit(self, msg: NewMessage) -> EnqueueResult:
+        """Commit the message; resolves only when the COMMIT is on disk. Who delivers it is
+        told by the caller (``inbound/handler.py``: its ``committed`` hook)."""
+        lifetime = self.lifetimes[msg.mail_type]
+        return await self.db.awrite(lambda c: enqueue_in(c, msg, lifetime))
 
     async def claim(self, mail_type: MailType, limit: int, node: str, lease: float,
                     now: float | None = None) -> list[ClaimedRecipient]:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import helo_smtp.store.events as events
 from helo_smtp.models import Suppression, SuppressionReason
-from helo_smtp.store import events
 
 
 def _row(r: sqlite3.Row) -> Suppression:

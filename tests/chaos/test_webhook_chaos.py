@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from helo_smtp.daemon import lifetimes
-from helo_smtp.store import Store
+from helo_smtp.store import Store, lifetimes
 from tests.reliability.crashload import kill, start
 from tests.support.configfile import write_config
 from tests.support.relay import base_config, make_tenant

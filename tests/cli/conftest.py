@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from helo_smtp import store as store_mod
-from helo_smtp.cli import cli as cli_group
+from helo_smtp.cli.main import cli as cli_group
 from helo_smtp.models import NewMessage, uuid7
 from helo_smtp.store import Store
 from tests.support.configfile import dumps

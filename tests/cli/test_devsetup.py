@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from helo_smtp import config, credsecret, devsetup
+from helo_smtp import config, credsecret
+from helo_smtp.cli import devsetup
 from helo_smtp.store import Store
 from tests.support.configfile import dumps
 

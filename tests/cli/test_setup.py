@@ -14,8 +14,8 @@ import pytest
 from cryptography import x509
 
 from helo_smtp import config
-from helo_smtp.cli import cli as cli_group
-from helo_smtp.docsgen import EXAMPLE_OVERRIDES, example_values
+from helo_smtp.cli.docsgen import EXAMPLE_OVERRIDES, example_values
+from helo_smtp.cli.main import cli as cli_group
 from helo_smtp.store import schema
 from tests.cli.conftest import CLI, expect_error
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from helo_smtp import cli_suppressions
+from helo_smtp.cli import suppressions as cli_suppressions
 from helo_smtp.models import SuppressionReason
 from tests.cli.conftest import CLI
 

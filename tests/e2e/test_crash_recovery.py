@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from helo_smtp.daemon import lifetimes
-from helo_smtp.store import Store
+from helo_smtp.store import Store, lifetimes
 from tests.support.accounting import assert_accounting
 from tests.support.configfile import write_config
 from tests.support.relay import base_config, make_tenant

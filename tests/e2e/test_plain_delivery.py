@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from helo_smtp import metrics
+from helo_smtp.runtime import metrics
 from tests.support.metricvalue import sample
 from tests.support.net import MX_IPS, POOLS
 from tests.support.outbound import capture_log

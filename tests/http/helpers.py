@@ -7,10 +7,10 @@ import email
 import re
 from email.policy import default as default_policy
 
-from helo_smtp import tracking
 from helo_smtp.config import HTTPConfig
 from helo_smtp.models import MailType, NewMessage, uuid7
 from helo_smtp.store import Store
+from helo_smtp.tracking import rewrite as tracking
 from tests.support.relay import Tenant
 
 HTML_BODY = ('<html><body><p>News</p><a href="https://shop.example.test/sale?a=1&amp;b=2">'

@@ -7,9 +7,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helo_smtp import config as config_mod
-from helo_smtp import metrics, tracking
 from helo_smtp.config import HTTPConfig
 from helo_smtp.http.app import HTTPServer, parse_listen
+from helo_smtp.runtime import metrics
+from helo_smtp.tracking import tokens
 from tests.http.helpers import enqueue, urls_for
 
 
@@ -53,7 +54,7 @@ async def test_without_a_configured_secret_the_generated_key_is_used(store, tena
     server = HTTPServer(cfg, store)
     port = await server.start()
     try:
-        key = tracking.tracking_secret(HTTPConfig(), store.settings)
+        key = tokens.tracking_secret(HTTPConfig(), store.settings)
         http = HTTPConfig(public_url=f"http://127.0.0.1:{port}")
         msg = await enqueue(store, tenant, ["ann@example.test"])
         good = urls_for(msg, "ann@example.test", http, key)["click"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from helo_smtp import tracking
 from helo_smtp.http.pages import PIXEL_GIF
 from helo_smtp.models import MailType
+from helo_smtp.tracking import tokens
 from tests.http.helpers import enqueue, urls_for
 
 A, B = "ann@example.test", "bob@other.test"
@@ -83,7 +83,7 @@ def _tamper(url: str) -> str:
 async def test_bad_tokens_are_404_and_count_nothing(served, tenant):
     msg = await enqueue(served.store, tenant, [A])
     urls = urls_for(msg, A, served.http, served.secret)
-    foreign = tracking.make_token(b"not-our-secret", tracking.CLICK, msg.id, A,
+    foreign = tokens.make_token(b"not-our-secret", tokens.CLICK, msg.id, A,
                                   "https://evil.test/")
     click_tok = urls["click"].rsplit("/", 1)[1]
     open_tok = urls["open"].rsplit("/", 1)[1].removesuffix(".gif")
@@ -107,11 +107,11 @@ async def test_bad_tokens_are_404_and_count_nothing(served, tenant):
 async def test_token_for_an_unknown_message_counts_nothing(served, tenant):
     from helo_smtp.models import uuid7
 
-    tok = tracking.make_token(served.secret, tracking.OPEN, uuid7(), A)
+    tok = tokens.make_token(served.secret, tokens.OPEN, uuid7(), A)
     async with served.client.get(f"{served.base}/o/{tok}.gif") as r:
         assert r.status == 200  # still an image: mail clients show nothing broken
     msg = await enqueue(served.store, tenant, [A])
-    stranger = tracking.make_token(served.secret, tracking.OPEN, msg.id, "eve@x.test")
+    stranger = tokens.make_token(served.secret, tokens.OPEN, msg.id, "eve@x.test")
     async with served.client.get(f"{served.base}/o/{stranger}.gif") as r:
         assert r.status == 200
     assert served.store.events.counts().get("message.opened") is None

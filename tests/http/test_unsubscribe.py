@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from helo_smtp import tracking
 from helo_smtp.models import SuppressionReason
+from helo_smtp.tracking import tokens
 from tests.http.helpers import enqueue, urls_for
 
 A, B = "ann@example.test", "bob@other.test"
@@ -78,7 +78,7 @@ async def test_bad_or_wrong_kind_tokens_unsubscribe_no_one(served, tenant):
     msg = await enqueue(served.store, tenant, [A])
     urls = urls_for(msg, A, served.http, served.secret)
     open_tok = urls["open"].rsplit("/", 1)[1].removesuffix(".gif")
-    forged = tracking.make_token(b"other-key", tracking.UNSUBSCRIBE, msg.id, A)
+    forged = tokens.make_token(b"other-key", tokens.UNSUBSCRIBE, msg.id, A)
     for url in (f"{served.base}/u/{open_tok}", f"{served.base}/u/{forged}",
                 urls["unsubscribe"][:-3] + "abc", f"{served.base}/u/nope"):
         async with served.client.post(url, data=ONE_CLICK) as r:
@@ -92,7 +92,7 @@ async def test_bad_or_wrong_kind_tokens_unsubscribe_no_one(served, tenant):
 async def test_unsubscribe_for_a_message_that_is_gone_is_404(served, tenant):
     from helo_smtp.models import uuid7
 
-    tok = tracking.make_token(served.secret, tracking.UNSUBSCRIBE, uuid7(), A)
+    tok = tokens.make_token(served.secret, tokens.UNSUBSCRIBE, uuid7(), A)
     async with served.client.post(f"{served.base}/u/{tok}", data=ONE_CLICK) as r:
         assert r.status == 404
     assert served.store.suppressions.list(tenant.channel.id) == []

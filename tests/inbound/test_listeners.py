@@ -172,7 +172,7 @@ def test_accepts_wake_the_worker_of_their_mail_type(relay, client_ctx):
     woke: list[MailType] = []
 
     async def start():
-        server = InboundServer(relay.cfg, relay.store, woke.append)
+        server = InboundServer(relay.cfg, relay.store.submission, woke.append)
         return server, await server.start()
     server, ports = relay.run(start())
     assert set(ports) == {"submission", "submissions", "broadcast"}

@@ -101,7 +101,7 @@ def test_channel_created_after_a_lookup_is_found_at_once(relay, client_ctx):
 
 def test_any_exception_in_a_hook_becomes_451_with_a_correlation_id(caplog):
     caplog.set_level(logging.ERROR, logger="helo_smtp.smtp")
-    handler = Handler(cfg=None, store=None, directory=None, capacity=None, wake=print)
+    handler = Handler(cfg=None, submission=None, directory=None, capacity=None, wake=print)
     server = types.SimpleNamespace(client_ip="192.0.2.1", listener_name="submission")
 
     async def boom() -> str:

@@ -1,4 +1,4 @@
-"""`helo-smtp serve` delivers from a child process (``helo_smtp/deliverer.py``).
+"""`helo-smtp serve` delivers from a child process (``helo_smtp/runtime/deliverer.py``).
 
 Real processes throughout: the relay under test is ``helo-smtp serve`` as systemd starts it,
 its child is found in ``/proc``, mail goes to the aiosmtpd sinks through the local DNS, and
@@ -26,7 +26,7 @@ def delivery_child(proc) -> int:
     """The one child of ``serve``: the delivery process."""
     kids = wait_for(lambda: children(proc.proc.pid), 10, what="the delivery process")
     assert len(kids) == 1, kids
-    assert "helo_smtp.deliverer" in cmdline(kids[0])
+    assert "helo_smtp.runtime.child" in cmdline(kids[0])
     return kids[0]
 
 

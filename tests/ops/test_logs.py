@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helo_smtp import logs
 from helo_smtp.config import LoggingConfig
+from helo_smtp.runtime import logs
 
 KV_HEAD = re.compile(r"^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(\w+) logger=(\S+) ")
 

@@ -9,8 +9,9 @@ import smtplib
 
 import pytest
 
-from helo_smtp import errors, logs
+from helo_smtp import errors
 from helo_smtp.config import LoggingConfig
+from helo_smtp.runtime import logs
 
 
 @pytest.fixture

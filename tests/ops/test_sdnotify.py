@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from helo_smtp import sdnotify
 from helo_smtp.models import MailType, NewMessage, uuid7
+from helo_smtp.runtime import sdnotify
 from tests.ops.notifysock import NotifySocket, fields
 from tests.support.relay import make_tenant
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from helo_smtp.config import Config
-from helo_smtp.daemon import lifetimes
-from helo_smtp.store import Store
+from helo_smtp.store import Store, lifetimes
 from tests.support.outbound import WorkerRig, extra_sinks  # noqa: F401 - fixture
 from tests.support.relay import Tenant, base_config, make_tenant
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helo_smtp import metrics
+from helo_smtp.runtime import metrics
 from tests.support.accounting import assert_accounting
 from tests.support.metricvalue import sample
 from tests.support.net import NET, POOLS

@@ -9,7 +9,7 @@ import json
 
 from click.testing import CliRunner
 
-from helo_smtp.cli import cli
+from helo_smtp.cli.main import cli
 from helo_smtp.models import MailType
 from helo_smtp.store import Store, pg_schema
 from tests.pg import nodeproc

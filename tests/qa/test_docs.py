@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import pytest
 
-from helo_smtp import config, docsgen, errors
+from helo_smtp import config, errors
+from helo_smtp.cli import docsgen
+from helo_smtp.cli.main import cli
+
+GENERATORS = docsgen.generators(cli)
 
 
-@pytest.mark.parametrize("rel", sorted(docsgen.GENERATORS))
+@pytest.mark.parametrize("rel", sorted(GENERATORS))
 def test_generated_file_is_current(rel):
     path = docsgen.ROOT / rel
     assert path.exists(), f"{rel} is missing: run `{docsgen.REGENERATE}`"
-    expected = docsgen.GENERATORS[rel]()
+    expected = GENERATORS[rel]()
     assert path.read_text(encoding="utf-8") == expected, (
         f"{rel} is stale: run `{docsgen.REGENERATE}` and commit the result")
 
 
 def test_cli_doc_covers_every_visible_command():
     text = (docsgen.ROOT / "docs" / "cli.md").read_text()
-    paths = [p for p, _, _ in docsgen.commands()]
+    paths = [p for p, _, _ in docsgen.commands(cli)]
     assert "helo-smtp queue purge" in paths and "helo-smtp docs" not in paths
     for p in paths:
         assert f"\n## {p}\n" in text, p
@@ -42,30 +46,28 @@ def test_errors_doc_has_every_catalog_reply():
 
 
 def test_generation_is_independent_of_the_terminal(monkeypatch):
-    before = docsgen.cli_md()
+    before = docsgen.cli_md(cli)
     monkeypatch.setenv("COLUMNS", "40")
-    assert docsgen.cli_md() == before
+    assert docsgen.cli_md(cli) == before
 
 
 def test_check_reports_a_stale_file(tmp_path):
-    for rel, gen in docsgen.GENERATORS.items():
+    for rel, gen in GENERATORS.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(gen())
-    assert docsgen.stale(tmp_path) == []
+    assert docsgen.stale(cli, tmp_path) == []
     (tmp_path / "docs" / "errors.md").write_text("old\n")
-    assert docsgen.stale(tmp_path) == ["docs/errors.md"]
-    assert docsgen.write(tmp_path) == ["docs/errors.md"]
-    assert docsgen.stale(tmp_path) == []
+    assert docsgen.stale(cli, tmp_path) == ["docs/errors.md"]
+    assert docsgen.write(cli, tmp_path) == ["docs/errors.md"]
+    assert docsgen.stale(cli, tmp_path) == []
 
 
 def test_hidden_docs_command_checks_without_writing():
     from click.testing import CliRunner
 
-    from helo_smtp.cli import cli
-
-    before = {rel: (docsgen.ROOT / rel).stat().st_mtime_ns for rel in docsgen.GENERATORS}
+    before = {rel: (docsgen.ROOT / rel).stat().st_mtime_ns for rel in GENERATORS}
     res = CliRunner().invoke(cli, ["docs", "--check"])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == "up to date"
-    assert {rel: (docsgen.ROOT / rel).stat().st_mtime_ns for rel in docsgen.GENERATORS} == before
+    assert {rel: (docsgen.ROOT / rel).stat().st_mtime_ns for rel in GENERATORS} == before
     assert "docs" not in CliRunner().invoke(cli, ["--help"]).stdout.split("Commands:")[1]

@@ -30,8 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from helo_smtp.daemon import lifetimes
-from helo_smtp.store import Store
+from helo_smtp.store import Store, lifetimes
 from tests.ops.serveproc import ServeProcess
 from tests.support.accounting import assert_accounting
 from tests.support.configfile import write_config

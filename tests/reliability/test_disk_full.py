@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
-from helo_smtp.daemon import lifetimes
 from helo_smtp.errors import CATALOG
 from helo_smtp.inbound.capacity import free_bytes
-from helo_smtp.store import Store
+from helo_smtp.store import Store, lifetimes
 from tests.inbound.clients import accepted, message, send, session
 from tests.ops.serveproc import ServeProcess
 from tests.support.accounting import assert_accounting

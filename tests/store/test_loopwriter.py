@@ -16,7 +16,7 @@ import pytest
 
 from helo_smtp.errors import StoreError
 from helo_smtp.store import Database, loopwriter
-from helo_smtp.store.db import connect
+from helo_smtp.store.groupcommit import connect
 
 pytestmark = pytest.mark.sqlite_only
 

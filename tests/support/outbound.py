@@ -23,11 +23,11 @@ import pytest
 
 from helo_smtp import keys
 from helo_smtp.config import Config
-from helo_smtp.daemon import node_id
-from helo_smtp.logs import parse_kv
 from helo_smtp.models import MailType, NewMessage, uuid7
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.worker import Worker
+from helo_smtp.runtime.daemon import node_id
+from helo_smtp.runtime.logs import parse_kv
 from helo_smtp.store import Store
 from helo_smtp.store.queue import enqueue_in
 from tests.support.localdns import LocalDNS

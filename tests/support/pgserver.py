@@ -207,11 +207,11 @@ class PgServer:
         return psycopg.connect(self.url(), autocommit=True)
 
     def _make_template(self) -> None:
-        from helo_smtp.store import pg_schema
+        from helo_smtp.store.pg import migrate
 
         with self.admin() as conn:
             conn.execute(f"CREATE DATABASE {TEMPLATE}")
-        pg_schema.migrate(self.url(TEMPLATE))
+        migrate(self.url(TEMPLATE))
 
     def create_database(self, template: str = TEMPLATE) -> str:
         """A fresh database (``template0``: empty, no migrations); returns its name."""

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from helo_smtp import config as config_mod
 from helo_smtp import keys
 from helo_smtp.config import Config
-from helo_smtp.daemon import Relay, lifetimes
 from helo_smtp.models import Account, AccountStatus, Channel, Domain
+from helo_smtp.runtime.daemon import Relay, lifetimes
 from helo_smtp.store import Store
 from tests.support.net import POOLS
 

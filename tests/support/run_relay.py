@@ -16,7 +16,7 @@ import signal
 import sys
 
 from helo_smtp import config
-from helo_smtp.daemon import Relay, lifetimes
+from helo_smtp.runtime.daemon import Relay, lifetimes
 from helo_smtp.store import Store
 
 

@@ -35,6 +35,7 @@ class FrozenClock:
 
 
 def test_openssl_signature_is_byte_identical_and_verifies(monkeypatch):
+    dkim_mod.install_fast_paths()
     monkeypatch.setattr(dkim, "time", FrozenClock(dkim.time))
     for bits in (1024, 2048):
         dom = domain(bits)
@@ -54,7 +55,10 @@ def test_openssl_signature_is_byte_identical_and_verifies(monkeypatch):
 
 
 def test_the_relay_signs_with_openssl():
+    dkim_mod.install_fast_paths()  # what the runtime does at start (runtime/daemon.py)
+    dkim_mod.install_fast_paths()  # twice: still one key cache
     assert dkim.RSASSA_PKCS1_v1_5_sign is dkim_mod.openssl_sign
+    assert dkim.parse_pem_private_key.__wrapped__ is dkim_mod._DKIMPY_PARSE_PEM
 
 
 @given(st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"a", b"\xc3\xa9", b"  \t "]), max_size=60))
@@ -64,6 +68,7 @@ def test_whitespace_compression_is_dkimpys_byte_for_byte(parts):
 
 
 def test_relaxed_canonicalization_uses_the_fast_compression():
+    dkim_mod.install_fast_paths()
     assert canonicalization.compress_whitespace is dkim_mod.compress_whitespace
     body = b"a  b\t\tc \t d e\r\n\t x \r\n\r\n"
     assert canonicalization.Relaxed.canonicalize_body(body) == b"a b c d e\r\n x\r\n"

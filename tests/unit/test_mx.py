@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from helo_smtp import metrics
 from helo_smtp.config import DNSConfig
 from helo_smtp.models import BounceCategory as C
 from helo_smtp.outbound.mx import MXResolver
+from helo_smtp.runtime import metrics
 from tests.support.metricvalue import sample
 from tests.support.net import MX_IPS
 

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helo_smtp import tracking
 from helo_smtp.config import HTTPConfig
 from helo_smtp.models import MailType, uuid7
+from helo_smtp.tracking import rewrite as tracking
+from helo_smtp.tracking import tokens
 
 SECRET = b"unit-secret"
 BASE = "https://t.relay.test"
@@ -69,31 +70,31 @@ def html_parts(raw: bytes) -> list[str]:
             and not p.is_attachment()]
 
 
-def token(url: str, kind: str) -> tracking.Token:
+def token(url: str, kind: str) -> tokens.Token:
     tok = url.rsplit("/", 1)[1].removesuffix(".gif")
-    t = tracking.read_token(SECRET, tok, kind)
+    t = tokens.read_token(SECRET, tok, kind)
     assert t is not None, url
     return t
 
 
 def click_targets(html: str) -> list[str]:
-    return [token(u, tracking.CLICK).url for u in re.findall(BASE + r"/c/[A-Za-z0-9_-]+", html)]
+    return [token(u, tokens.CLICK).url for u in re.findall(BASE + r"/c/[A-Za-z0-9_-]+", html)]
 
 
 # ---- tokens -----------------------------------------------------------------------------
 
 def test_token_round_trip_and_kind_binding():
     mid = uuid7()
-    t = tracking.make_token(SECRET, tracking.CLICK, mid, RCPT, "https://a.test/?q=ü")
-    assert tracking.read_token(SECRET, t, tracking.CLICK) == tracking.Token(
-        tracking.CLICK, mid, RCPT, "https://a.test/?q=ü")
-    assert tracking.read_token(SECRET, t, tracking.OPEN) is None
-    assert tracking.read_token(b"another-secret", t, tracking.CLICK) is None
+    t = tokens.make_token(SECRET, tokens.CLICK, mid, RCPT, "https://a.test/?q=ü")
+    assert tokens.read_token(SECRET, t, tokens.CLICK) == tokens.Token(
+        tokens.CLICK, mid, RCPT, "https://a.test/?q=ü")
+    assert tokens.read_token(SECRET, t, tokens.OPEN) is None
+    assert tokens.read_token(b"another-secret", t, tokens.CLICK) is None
 
 
 def test_token_shows_no_id_or_address():
     mid = uuid7()
-    t = tracking.make_token(SECRET, tracking.OPEN, mid, RCPT)
+    t = tokens.make_token(SECRET, tokens.OPEN, mid, RCPT)
     raw = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
     for clear in (mid, mid.replace("-", ""), RCPT, RCPT.lower()):
         assert clear not in t
@@ -103,7 +104,7 @@ def test_token_shows_no_id_or_address():
 
 # One token for every example: a fresh one (new id, new nonce) per example would change what
 # the strategies below draw from, and hypothesis rightly calls that flaky data generation.
-TOKEN = tracking.make_token(SECRET, tracking.CLICK, uuid7(), RCPT, "https://a.test/")
+TOKEN = tokens.make_token(SECRET, tokens.CLICK, uuid7(), RCPT, "https://a.test/")
 
 
 @given(st.data())
@@ -111,19 +112,19 @@ def test_any_single_character_change_is_refused(data):
     t = TOKEN
     i = data.draw(st.integers(0, len(t) - 1))
     c = data.draw(st.sampled_from("AbZ09_-=+/.").filter(lambda ch: ch != t[i]))
-    assert tracking.read_token(SECRET, t[:i] + c + t[i + 1:], tracking.CLICK) is None
+    assert tokens.read_token(SECRET, t[:i] + c + t[i + 1:], tokens.CLICK) is None
 
 
 @pytest.mark.parametrize("garbage", ["", "x", "AAAA", "!!!!", "a" * 9000, "%00", "..",
                                      base64.urlsafe_b64encode(b"\0" * 64).decode()])
 def test_garbage_tokens_are_refused(garbage):
-    assert tracking.read_token(SECRET, garbage, tracking.OPEN) is None
+    assert tokens.read_token(SECRET, garbage, tokens.OPEN) is None
 
 
 def test_tracking_secret_prefers_config_then_generated_key(store):
-    assert tracking.tracking_secret(HTTPConfig(secret="abc"), store.settings) == b"abc"
-    generated = tracking.tracking_secret(HTTPConfig(), store.settings)
-    assert len(generated) == 64 and generated == tracking.tracking_secret(HTTPConfig(),
+    assert tokens.tracking_secret(HTTPConfig(secret="abc"), store.settings) == b"abc"
+    generated = tokens.tracking_secret(HTTPConfig(), store.settings)
+    assert len(generated) == 64 and generated == tokens.tracking_secret(HTTPConfig(),
                                                                           store.settings)
 
 
@@ -162,7 +163,7 @@ def test_links_and_pixel_in_html_parts(name):
         assert kept in html
     pixels = re.findall(BASE + r"/o/[A-Za-z0-9_-]+\.gif", html)
     assert len(pixels) == 1 and html.index(pixels[0]) < html.index("</body>")
-    assert token(pixels[0], tracking.OPEN) == tracking.Token(tracking.OPEN, mid, RCPT)
+    assert token(pixels[0], tokens.OPEN) == tokens.Token(tokens.OPEN, mid, RCPT)
     assert b"\n" not in out.replace(b"\r\n", b"")  # CRLF only
 
 
@@ -194,7 +195,7 @@ def test_list_unsubscribe_headers_on_broadcast_only():
     msg = email.message_from_bytes(out, policy=default_policy)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     https, mailto = (v.strip(" <>") for v in str(msg["List-Unsubscribe"]).split(","))
-    assert token(https, tracking.UNSUBSCRIBE) == tracking.Token(tracking.UNSUBSCRIBE, mid, RCPT)
+    assert token(https, tokens.UNSUBSCRIBE) == tokens.Token(tokens.UNSUBSCRIBE, mid, RCPT)
     assert mailto.startswith("mailto:unsub@relay.test?subject=unsubscribe%20")
     assert html_parts(out) == html_parts(MESSAGES["text+html"])  # no tracking asked for
     tx = run(MESSAGES["text+html"], mail_type=MailType.TRANSACTIONAL)

@@ -20,7 +20,7 @@ from typing import IO, Any
 import click
 
 from helo_smtp import names
-from helo_smtp.cli_common import (
+from helo_smtp.cli.common import (
     app,
     asdict,
     check_address,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from helo_smtp.cli_common import (
+from helo_smtp.cli.common import (
     Since,
     app,
     asdict,

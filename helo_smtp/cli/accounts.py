@@ -8,7 +8,7 @@ import click
 
 from helo_smtp import domainverify, keys
 from helo_smtp.bounces.dnsrecords import bounce_records
-from helo_smtp.cli_common import (
+from helo_smtp.cli.common import (
     app,
     asdict,
     check_domain,

@@ -8,10 +8,8 @@ The nouns live in ``cli_*.py``; this file has the group and the setup commands.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.metadata
-import logging
 import os
 import sqlite3
 import sys
@@ -20,18 +18,21 @@ from typing import Any
 
 import click
 
-from helo_smtp import cli_config, deliverer, devsetup, tlscert
 from helo_smtp import store as store_mod
-from helo_smtp.cli_accounts import accounts, domains
-from helo_smtp.cli_channels import channels, credentials
-from helo_smtp.cli_common import app, common, emit, emit_table, note, table
-from helo_smtp.cli_messages import broadcasts, messages
-from helo_smtp.cli_queue import queue
-from helo_smtp.cli_suppressions import suppressions
+from helo_smtp import tlscert
+from helo_smtp.cli import config as cli_config
+from helo_smtp.cli import devsetup, docsgen
+from helo_smtp.cli.accounts import accounts, domains
+from helo_smtp.cli.channels import channels, credentials
+from helo_smtp.cli.common import app, common, emit, emit_table, note, table
+from helo_smtp.cli.messages import broadcasts, messages
+from helo_smtp.cli.queue import queue
+from helo_smtp.cli.suppressions import suppressions
+from helo_smtp.cli.webhooks import events, webhooks
 from helo_smtp.errors import ConfigError, StoreError, UsageError
-from helo_smtp.events.cli import events, webhooks
+from helo_smtp.runtime import deliverer, loop
 from helo_smtp.store import pg_schema, schema
-from helo_smtp.store.db import connect
+from helo_smtp.store.groupcommit import connect
 from helo_smtp.store.pg_schema import is_postgres_url, redact
 
 _INPUT_ERRORS = (UsageError, ConfigError, StoreError, sqlite3.Error)
@@ -257,7 +258,7 @@ def serve() -> None:
         if not Path(path).exists():
             raise UsageError(f"{cfg.source}: '{key}' {path} does not exist; run 'helo-smtp "
                              "init' for a self-signed certificate or install yours")
-    _setup_logging(cfg)
+    loop.setup_logging(cfg)
     if cfg.server.dev_bootstrap:
         dev_store = store_mod.Store.open(cfg.server.database, check=False)
         try:
@@ -265,32 +266,13 @@ def serve() -> None:
         finally:
             dev_store.close()
     shared = deliverer.share_metrics() if cfg.server.delivery_process else None
-    from helo_smtp import daemon
+    # Imported only now: share_metrics must run before prometheus-client is first imported.
+    from helo_smtp.runtime import daemon
 
     try:
-        _run(daemon.serve(cfg))
+        loop.run(daemon.serve(cfg))
     finally:
         deliverer.drop_metrics(shared)
-
-
-def _setup_logging(cfg: Any) -> None:
-    try:
-        from helo_smtp import logs
-    except ImportError:
-        logging.basicConfig(level=cfg.logging.level,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        return
-    logs.setup(cfg.logging)
-
-
-def _run(coro: Any) -> None:
-    """asyncio.run on uvloop (a dependency on POSIX), plain asyncio where it is missing."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    uvloop.run(coro)
 
 
 @cli.command(hidden=True)
@@ -302,11 +284,11 @@ def docs(check: bool) -> None:
     Example:
       helo-smtp docs
     """
-    from helo_smtp import docsgen
-
-    stale = docsgen.stale() if check else docsgen.write()
+    group = click.get_current_context().find_root().command
+    assert isinstance(group, click.Group)
+    stale = docsgen.stale(group) if check else docsgen.write(group)
     if check and stale:
-        raise UsageError(f"stale: {', '.join(stale)}; run 'python -m helo_smtp.docsgen'")
+        raise UsageError(f"stale: {', '.join(stale)}; run '{docsgen.REGENERATE}'")
     emit_table([{"file": f} for f in stale], ["file"],
                empty="up to date" if check else "nothing changed")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from helo_smtp.cli_common import (
+from helo_smtp.cli.common import (
     app,
     asdict,
     check_domain,

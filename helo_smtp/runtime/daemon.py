@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from helo_smtp import config as config_mod
-from helo_smtp import metrics
 from helo_smtp.config import Config
 from helo_smtp.models import MailType
-from helo_smtp.store import Store
+from helo_smtp.ports import CommittedHook
+from helo_smtp.runtime import metrics
+from helo_smtp.store import Store, lifetimes
 
 log = logging.getLogger("helo_smtp.daemon")
 
@@ -26,11 +27,6 @@ def node_id(cfg: Config) -> str:
     return cfg.server.node_id or socket.gethostname()
 
 
-def lifetimes(cfg: Config) -> dict[MailType, float]:
-    return {MailType.TRANSACTIONAL: cfg.delivery.transactional_lifetime,
-            MailType.BROADCAST: cfg.delivery.broadcast_lifetime}
-
-
 class Relay:
     """The relay's listeners, HTTP side and delivery workers on one loop. ``await start()``,
     then ``await stop()``. ``deliver=False``: no workers (``serve`` delivers from a child
@@ -38,8 +34,11 @@ class Relay:
     child, ``deliverer.py``)."""
 
     def __init__(self, cfg: Config, store: Store | None = None, deliver: bool = True,
-                 accept: bool = True) -> None:
+                 accept: bool = True, committed: CommittedHook | None = None) -> None:
         self.cfg = cfg
+        # Told about each message the listeners commit: the delivery process when the workers
+        # live there (``DeliveryProcess.hand_over``), else this process's own workers' cache.
+        self.committed = committed
         self.deliver = deliver
         self.accept = accept
         # Where wake-ups go when the workers live in another process (DeliveryProcess.wake).
@@ -56,12 +55,13 @@ class Relay:
 
     async def start(self) -> None:
         from helo_smtp.inbound.listener import InboundServer
+        from helo_smtp.outbound.dkim import install_fast_paths
         from helo_smtp.outbound.mx import MXResolver
         from helo_smtp.outbound.worker import Worker
 
         if self.store is None:
             self.store = Store.open(self.cfg.server.database, lifetimes(self.cfg))
-        self.store.db.bind_loop(asyncio.get_running_loop())  # writes commit on the loop
+        self.store.backend.bind_loop(asyncio.get_running_loop())  # writes commit on the loop
         node = node_id(self.cfg)
         released = self.store.queue.release_node(node)
         self.store.throttle.release_holder(node)  # connection slots of our previous process
@@ -69,12 +69,16 @@ class Relay:
             log.info("event=leases_released count=%d node=%s", released, node)
         resolver = MXResolver(self.cfg.dns)
         if self.deliver:
+            install_fast_paths()  # dkimpy on OpenSSL (outbound/dkim.py)
             for mt in MailType:
                 self.workers[mt] = Worker(mt, self.cfg, self.store, resolver, node)
                 # alone on this loop (the delivery process): no thread hop per message
                 self.workers[mt].inline_load = not self.accept
         if self.accept:
-            self.inbound = InboundServer(self.cfg, self.store, self.wake)
+            committed = self.committed
+            if committed is None and self.deliver:
+                committed = self.store.queue.recent.add
+            self.inbound = InboundServer(self.cfg, self.store.submission, self.wake, committed)
             from helo_smtp.bounces.handler import attach
 
             attach(self.inbound, self.cfg, self.store)  # a mail_type = "bounces" listener
@@ -139,7 +143,7 @@ class Relay:
             await self.http.stop()
         if self.store is not None:
             metrics.unregister_queue(self.store.queue.depth_by_type)
-            self.store.db.unbind_loop()
+            self.store.backend.unbind_loop()
         if self._own_store and self.store is not None:
             self.store.close()
         self.stopped.set()
@@ -147,7 +151,7 @@ class Relay:
 
 async def serve(cfg: Config) -> None:
     """``helo-smtp serve``: run until SIGTERM/SIGINT, reload on SIGHUP."""
-    from helo_smtp import sdnotify
+    from helo_smtp.runtime import sdnotify
 
     # Over RLIMIT_FSIZE a write must fail with EFBIG (the store answers 452 4.3.1), not kill
     # the relay with SIGXFSZ. CPython ignores it at start already; say so where it matters.
@@ -185,14 +189,13 @@ async def _start(cfg: Config) -> tuple[Relay, Any]:
         relay = Relay(cfg)
         await relay.start()
         return relay, None
-    from helo_smtp.deliverer import DeliveryProcess, HandOver
+    from helo_smtp.runtime.deliverer import DeliveryProcess
 
-    relay = Relay(cfg, deliver=False)
     child = DeliveryProcess(cfg)
+    # just-committed bytes go to the deliverer
+    relay = Relay(cfg, deliver=False, committed=child.hand_over)
     relay.wake_elsewhere = child.wake
     await relay.start()
-    assert relay.store is not None
-    relay.store.queue.recent = HandOver(child)  # just-committed bytes go to the deliverer
     await child.start()
     return relay, child
 

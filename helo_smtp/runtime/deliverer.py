@@ -41,7 +41,7 @@ import sys
 import tempfile
 from typing import Any
 
-from helo_smtp.models import MailType
+from helo_smtp.models import MailType, StoredMessage
 
 log = logging.getLogger("helo_smtp.daemon")
 
@@ -52,7 +52,6 @@ HANDOVER_BYTES = 64 * 1024  # larger messages the child reads from the store
 CHANNEL_BUFFER = 4 << 20  # bytes in flight before hand-overs are dropped
 RECV_BYTES = HANDOVER_BYTES + 16 * 1024  # a hand-over's pickle: raw plus the other fields
 RESTART_MIN, RESTART_MAX = 1.0, 30.0
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def share_metrics() -> str | None:
@@ -98,7 +97,7 @@ class DeliveryProcess:
     async def _spawn(self) -> None:
         fd = self._theirs.fileno()
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "helo_smtp.deliverer", str(self.cfg.source), str(fd),
+            sys.executable, "-m", "helo_smtp.runtime.child", str(self.cfg.source), str(fd),
             str(os.getpid()), pass_fds=(fd,))
         log.info("event=delivery_process_started pid=%d", self._proc.pid)
 
@@ -126,7 +125,7 @@ class DeliveryProcess:
         """Tell the child there is new work of this type (never blocks)."""
         self._send(WAKE_CODES[mail_type])
 
-    def hand_over(self, msg: Any) -> None:
+    def hand_over(self, msg: StoredMessage) -> None:
         """Give the child a message just committed, for its first delivery (best effort)."""
         if len(msg.raw) <= HANDOVER_BYTES:
             self._send(HANDOVER + pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
@@ -157,110 +156,9 @@ class DeliveryProcess:
         self._theirs.close()
 
 
-class HandOver:
-    """The parent's ``queue.recent``: what it commits goes to the child's cache, not its own
-    (no worker in the parent would read it)."""
-
-    def __init__(self, child: DeliveryProcess) -> None:
-        self.add = child.hand_over
-
-    def get(self, message_id: str) -> None:
-        return None
-
-    def __len__(self) -> int:
-        return 0
-
-
 def _forget_metrics(pid: int) -> None:
     """A dead process's live gauges (open connections) stop counting (prometheus-client)."""
     if os.environ.get(METRICS_ENV):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
-
-
-# ---- the child -----------------------------------------------------------------------------
-async def run_child(cfg: Any, channel_fd: int) -> None:
-    """The delivery child: both workers, no listeners, until SIGTERM or the parent's exit."""
-    import gc
-
-    from helo_smtp.daemon import Relay
-
-    relay = Relay(cfg, accept=False)
-    await relay.start()
-    gc.collect()
-    gc.freeze()  # as in serve(): start-up objects leave the collector's generations
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    channel = socket.socket(fileno=channel_fd)
-    channel.setblocking(False)
-
-    def on_readable() -> None:
-        while True:
-            try:
-                data = channel.recv(RECV_BYTES)
-            except BlockingIOError:
-                return
-            if not data:  # the parent's end is closed: it is gone
-                loop.remove_reader(channel_fd)
-                done.set()
-                return
-            _receive(relay, data)
-
-    loop.add_reader(channel_fd, on_readable)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    loop.add_signal_handler(signal.SIGHUP, relay.reload)
-    log.info("event=delivery_started pid=%d", os.getpid())
-    await done.wait()
-    loop.remove_reader(channel_fd)
-    await relay.stop()
-    channel.close()
-    log.info("event=delivery_stopped pid=%d", os.getpid())
-
-
-def _receive(relay: Any, data: bytes) -> None:
-    if data.startswith(HANDOVER):
-        relay.store.queue.recent.add(pickle.loads(data[len(HANDOVER):]))
-        return
-    for mt, code in WAKE_CODES.items():
-        if data == code:
-            relay.wake(mt)
-
-
-def _die_with_parent(parent: int) -> None:
-    """On Linux, SIGKILL this process when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
-
-    A parent killed outright (OOM killer, ``kill -9``) may be restarted at once, and the new
-    one's child releases this node's leases: an orphan still finishing deliveries would then
-    race it and send some twice. Dying with the parent keeps one-process semantics: a
-    delivery cut short is retried, as after any crash. Elsewhere the end of the channel
-    still stops the orphan, after its drain."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux
-        return
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
-
-
-def main(argv: list[str]) -> None:
-    """``python -m helo_smtp.deliverer CONFIG CHANNEL_FD PARENT_PID`` (``DeliveryProcess``)."""
-    # Until the loop's handler is in place a reload has nothing to do: this process is reading
-    # the config afresh anyway. (Python's default for SIGHUP would end it.)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    _die_with_parent(int(argv[3]))
-    from helo_smtp import config as config_mod
-    from helo_smtp.cli import _run, _setup_logging
-
-    cfg = config_mod.load(argv[1])
-    _setup_logging(cfg)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as serve(): EFBIG, not death
-    _run(run_child(cfg, int(argv[2])))
-
-
-if __name__ == "__main__":
-    main(sys.argv)

@@ -20,8 +20,8 @@ from helo_smtp import config as config_mod
 from helo_smtp import names
 from helo_smtp.config import Config
 from helo_smtp.errors import UsageError
-from helo_smtp.models import Account, Channel, Domain, MailType
-from helo_smtp.store import Store
+from helo_smtp.models import Account, Channel, Domain
+from helo_smtp.store import Store, lifetimes
 from helo_smtp.store.pg_schema import is_postgres_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,11 +89,6 @@ class App:
             self._store = Store.open(path, lifetimes(self.cfg), check=False)
             self.ctx.call_on_close(self._store.close)
         return self._store
-
-
-def lifetimes(cfg: Config) -> dict[MailType, float]:
-    return {MailType.TRANSACTIONAL: cfg.delivery.transactional_lifetime,
-            MailType.BROADCAST: cfg.delivery.broadcast_lifetime}
 
 
 def app() -> App:

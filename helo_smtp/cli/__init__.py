@@ -1,0 +1,1 @@
+"""The management CLI (``helo-smtp``): one module a noun; the group is in ``main``."""

@@ -1,0 +1,1 @@
+"""The running relay: the daemon, the delivery process, signals, sdnotify, logs, metrics."""

@@ -1,0 +1,1 @@
+"""Tracking: tokens (``tokens``) and per-recipient message rewriting (``rewrite``)."""
