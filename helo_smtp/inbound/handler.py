@@ -172,7 +172,7 @@ class Handler:
                      channel: Any) -> NewMessage:
         ctl, now, msg_id = inc.controls, time.time(), uuid7()
         received = message.received(trace, msg_id, now)
-        raw = message.finalize(data, received, msg_id, self.cfg.server.hostname)
+        raw = message.finalize(data, received, msg_id, self.cfg.server.hostname, now)
         opens, links = policy.tracking(channel, ctl.track_opens, ctl.track_links)
         key = name = None
         if envelope.mail_type == MailType.BROADCAST:
