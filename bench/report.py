@@ -127,12 +127,14 @@ def _claim_target(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
 
 
 def write(result: dict[str, Any], docs: Path) -> list[Path]:
-    from bench import report_md
+    from bench import report_md, webhooks
 
     docs.mkdir(parents=True, exist_ok=True)
     pngs = charts.draw(result, docs)
     md = docs / "benchmarks.md"
-    md.write_text(report_md.render(result, [p.name for p in pngs]))
+    keep = webhooks.kept(md)  # the section bench/webhooks.py writes
+    md.write_text(report_md.render(result, [p.name for p in pngs]) + ("\n" + keep if keep
+                                                                       else ""))
     return [md, *pngs]
 
 

@@ -61,7 +61,8 @@ class ListenerConfig:
     port: int = _s(587, "TCP port (0: any free port, for tests)")
     tls: str = _s("starttls", "starttls (offer STARTTLS) or implicit (TLS from the first byte)")
     mail_type: str = _s("header", "header (X-Helo-Mail-Type, default transactional), "
-                        "transactional or broadcast")
+                        "transactional, broadcast, or bounces (DSN and complaint intake for "
+                        "[bounces] domain, no AUTH)")
     name: str = _s("", "label for logs and metrics")
 
 
@@ -187,6 +188,35 @@ class LoggingConfig:
     level: str = _s("INFO", "DEBUG, INFO, WARNING or ERROR")
 
 
+@dataclass(frozen=True)
+class EventsConfig:
+    retention_days: float = _s(30.0, "events (and finished webhook deliveries) older than this "
+                               "are deleted by a background purge (0: kept forever)")
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    first_retry_seconds: float = _s(60.0, "first webhook retry delay; doubles each attempt "
+                                    "(jittered)")
+    retry_for_seconds: float = _s(86_400.0, "how long a webhook delivery is retried before it "
+                                  "is failed, and how long an endpoint may fail before it is "
+                                  "disabled")
+    timeout_seconds: float = _s(10.0, "seconds one webhook POST may take")
+    max_concurrency: int = _s(4, "default simultaneous POSTs to one endpoint (per endpoint: "
+                              "webhooks create --max-concurrency)")
+    allow_private: bool = _s(False, "allow webhook URLs that resolve to loopback, private or "
+                             "link-local addresses (tests, internal receivers)")
+    poll_seconds: float = _s(1.0, "how often the dispatcher looks for due deliveries")
+
+
+@dataclass(frozen=True)
+class BouncesConfig:
+    domain: str = _s("", "bounce domain: outbound MAIL FROM becomes b+<token>@<domain> (VERP) "
+                     "and a mail_type = \"bounces\" listener takes DSNs and complaints for it "
+                     "(empty: off)")
+    secret: str = _s("", "HMAC key for return-path tokens (empty: generated into the database)")
+
+
 def _default_listeners() -> list[ListenerConfig]:
     return [
         ListenerConfig("0.0.0.0", 587, "starttls", "header", "submission"),
@@ -213,6 +243,11 @@ class Config:
                            metadata={"help": "local development (dev inbox)"})
     retention: RetentionConfig = field(default_factory=RetentionConfig,
                                        metadata={"help": "how long mail is kept"})
+    events: EventsConfig = field(default_factory=EventsConfig, metadata={"help": "event log"})
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig,
+                                     metadata={"help": "webhook delivery"})
+    bounces: BouncesConfig = field(default_factory=BouncesConfig,
+                                   metadata={"help": "return path and bounce intake"})
     source: str = field(default="", metadata={"help": "file this config was read from",
                                               "internal": True})
 
@@ -222,7 +257,7 @@ class Config:
 
 _CHOICES = {
     "tls": ("starttls", "implicit"),
-    "mail_type": ("header", "transactional", "broadcast"),
+    "mail_type": ("header", "transactional", "broadcast", "bounces"),
     "format": ("kv", "json"),
     "level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "relayhost_tls": ("starttls", "implicit", "none"),

@@ -97,6 +97,10 @@ _REPLIES = (
     _r("mail_type_conflict", 550, "5.6.0",
        "mail_type_conflict: header contradicts the listener",
        "X-Helo-Mail-Type names the other type on a fixed-type listener"),
+    _r("relay_denied", 550, "5.7.1", "relay denied",
+       "bounces listener: a recipient outside [bounces] domain (never an open relay)"),
+    _r("bad_return_path", 550, "5.1.1", "Unknown return path",
+       "bounces listener: a b+<token> address whose signature does not check"),
     _r("bad_recipient", 501, "5.1.3", "Bad recipient address syntax",
        "recipient syntax, control characters, over-long parts, <> as recipient"),
     _r("bad_sender", 501, "5.1.7", "Bad sender address syntax",
@@ -138,6 +142,8 @@ _REPLIES = (
     _r("ok", 250, "2.0.0", "Ok", "NOOP and RSET"),
     _r("sender_ok", 250, "2.1.0", "Sender ok", "MAIL accepted"),
     _r("recipient_ok", 250, "2.1.5", "Recipient ok", "RCPT accepted"),
+    _r("report_received", 250, "2.0.0", "Ok: report received",
+       "bounces listener: a DSN, bounce or complaint recorded"),
     _r("vrfy_disabled", 252, "2.5.0",
        "Cannot VRFY user, but will accept message and attempt delivery",
        "VRFY is not answered (RFC 5321 §3.5.3)"),
@@ -206,6 +212,8 @@ NulCharacters = _subclass("nul_characters")
 MessageTooLarge = _subclass("message_too_large")
 SmtputfRequired = _subclass("smtputf8_required")
 RateLimited = _subclass("rate_limited")
+RelayDenied = _subclass("relay_denied")
+BadReturnPath = _subclass("bad_return_path")
 
 
 class StoreError(Exception):

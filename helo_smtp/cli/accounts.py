@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from helo_smtp import domainverify, keys
+from helo_smtp.bounces.dnsrecords import bounce_records
 from helo_smtp.cli.common import (
     app,
     asdict,
@@ -135,6 +136,8 @@ def zone_line(rec: dict[str, str]) -> str:
     """The record in zone-file form; TXT values over 255 octets split into strings (RFC 1035
     §3.3.14), the form DNS consoles accept for long DKIM keys."""
     v = rec["value"]
+    if rec["type"] != "TXT":
+        return f"{rec['name']}. IN {rec['type']} {v}"
     chunks = " ".join(f'"{v[i:i + 255]}"' for i in range(0, len(v), 255))
     return f"{rec['name']}. IN {rec['type']} {chunks}"
 
@@ -147,10 +150,14 @@ def _domain_data(dom: Domain, account_name: str) -> dict[str, Any]:
 
 
 def _print_domain(d: dict[str, Any]) -> None:
-    record(d, [k for k in d if k != "records"])
+    record(d, [k for k in d if k not in ("records", "bounce_records")])
     click.echo("DNS records to publish:")
     for rec in d["records"]:
         click.echo(f"  {zone_line(rec)}")
+    if d.get("bounce_records"):
+        click.echo("bounce domain records (once per relay, [bounces] domain):")
+        for rec in d["bounce_records"]:
+            click.echo(f"  {zone_line(rec)}")
 
 
 @domains.command("add")
@@ -207,7 +214,9 @@ def domains_show(domain: str) -> None:
     """
     store = app().store
     dom = find_domain(store, domain)
-    emit(_domain_data(dom, store.accounts.require(dom.account_id).name), _print_domain)
+    data = _domain_data(dom, store.accounts.require(dom.account_id).name)
+    data["bounce_records"] = bounce_records(app().cfg)  # the relay's [bounces] domain
+    emit(data, _print_domain)
 
 
 @domains.command("verify")

@@ -30,6 +30,7 @@ from helo_smtp.cli.messages import broadcasts, messages
 from helo_smtp.cli.purge import purge
 from helo_smtp.cli.queue import queue
 from helo_smtp.cli.suppressions import suppressions
+from helo_smtp.cli.webhooks import events, webhooks
 from helo_smtp.errors import ConfigError, StoreError, UsageError
 from helo_smtp.runtime import deliverer, loop, startup
 from helo_smtp.store import pg_schema, schema
@@ -320,7 +321,7 @@ def docs(check: bool) -> None:
 
 
 for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
-               broadcasts, dev, purge):
+               broadcasts, dev, purge, webhooks, events):
     cli.add_command(_group)
 
 

@@ -49,6 +49,7 @@ class InboundServer:
         self.guard = AuthGuard(cfg.limits)
         self.authenticator = Authenticator(self.directory, self.guard)
         self.handler = Handler(cfg, submission, self.directory, self.capacity, wake, committed)
+        self.bounce_handler: Handler | None = None  # bounces.handler.attach sets it
         self.tls_context: ssl.SSLContext | None = None
         self.sessions: set[HeloSMTP] = set()
         self.draining = False

@@ -64,6 +64,7 @@ class Doors(Protocol):
     cfg: Config
     tls_context: ssl.SSLContext | None
     handler: Any  # aiosmtpd's handler object (``handler.Handler``)
+    bounce_handler: Any  # the same for a mail_type = "bounces" listener (bounces/handler.py)
     guard: auth.AuthGuard
     authenticator: auth.Authenticator
 
@@ -88,7 +89,8 @@ class HeloSMTP(SMTP):
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         starttls = inbound.tls_context if listener.tls == "starttls" else None
         super().__init__(
-            inbound.handler, data_size_limit=cfg.limits.max_message_size, enable_SMTPUTF8=True,
+            inbound.bounce_handler if listener.mail_type == "bounces" else inbound.handler,
+            data_size_limit=cfg.limits.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, hostname=cfg.server.hostname, ident="ESMTP",
             tls_context=starttls, timeout=cfg.limits.idle_timeout, auth_require_tls=False,
             command_call_limit={"*": cfg.limits.command_call_limit},
@@ -223,8 +225,8 @@ class HeloSMTP(SMTP):
 
     async def check_auth_needed(self, caller_method: str) -> bool:
         assert self.session is not None
-        if self.session.authenticated:
-            return False
+        if self.session.authenticated or self.listener.mail_type == "bounces":
+            return False  # the bounces listener takes mail without AUTH (SPEC §13)
         await self.push(CATALOG["auth_required"].line())
         return True
 
@@ -336,6 +338,9 @@ class HeloSMTP(SMTP):
         await self.push(CATALOG["not_implemented"].line())
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        if self._command == "MAIL" and self.listener.mail_type == "bounces" and \
+                arg.startswith("<>"):  # DSNs come from the null sender (RFC 5321 §4.5.5);
+            return "<>", arg[2:].strip()  # "<>" itself, since aiosmtpd refuses an empty one
         parsed = addresses.parse_path(arg)
         return parsed if parsed is not None else (None, None)
 

@@ -35,6 +35,7 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.priority import Priority
+from helo_smtp.outbound.returnpath import ReturnPath
 from helo_smtp.outbound.session import TLSMode
 from helo_smtp.outbound.slots import NoSlot
 from helo_smtp.outbound.unrecorded import Unrecorded
@@ -94,6 +95,7 @@ class DeliveryJob:
     signer: Signer
     sts: MtaSts
     _secret: bytes | None
+    return_path: ReturnPath
     _by_domain: Counter[str]
     _seconds: dict[str, float]
     _stopping: bool
@@ -251,8 +253,11 @@ class DeliveryJob:
                          signed: bytes | None) -> list[Envelope]:
         """The bytes to send: personalized per recipient when needed, then DKIM-signed."""
         if signed is not None:
-            return [Envelope(msg.sender, [(r.id, r.address) for r in rows], signed)]
-        return await asyncio.to_thread(self._personalize, msg, rows, self._tracking_secret())
+            envs = [Envelope(msg.sender, [(r.id, r.address) for r in rows], signed)]
+        else:
+            envs = await asyncio.to_thread(self._personalize, msg, rows,
+                                           self._tracking_secret())
+        return self.return_path.apply(envs)  # HOOK (VERP): MAIL FROM per recipient
 
     def _personalize(self, msg: StoredMessage, rows: list[ClaimedRecipient], secret: bytes
                      ) -> list[Envelope]:

@@ -45,6 +45,7 @@ from helo_smtp.outbound.mtasts import MtaSts
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.priority import Priority, for_loop
+from helo_smtp.outbound.returnpath import ReturnPath
 from helo_smtp.outbound.session import Connection, SessionParams, tls_contexts
 from helo_smtp.outbound.slots import ClusterSlots
 from helo_smtp.outbound.unrecorded import Unrecorded
@@ -90,6 +91,7 @@ class Worker(DeliveryJob):
         self.signer = Signer(store.domains)
         self.sts = MtaSts(cfg)  # the recipient domains' MTA-STS policies (RFC 8461)
         self._secret: bytes | None = None
+        self.return_path = ReturnPath(cfg.bounces, store.settings)
         self._jobs: dict[asyncio.Task[None], Job] = {}
         self._by_domain: Counter[str] = Counter()
         self._seconds: dict[str, float] = {}  # moving average of a delivery, per domain
@@ -169,6 +171,7 @@ class Worker(DeliveryJob):
     def reload(self, cfg: Config) -> None:
         """New pool settings (SIGHUP) apply to deliveries started from now on."""
         self.cfg = cfg
+        self.return_path.cfg = cfg.bounces
         pool = cfg.pool(self.mail_type)
         self.caps.reload(pool)
         self.pacer.reload(pool)

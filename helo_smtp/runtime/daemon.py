@@ -94,6 +94,9 @@ class Relay:
             if committed is None and self.deliver:
                 committed = self.store.queue.recent.add
             self.inbound = InboundServer(self.cfg, self.store.submission, self.wake, committed)
+            from helo_smtp.bounces.handler import attach
+
+            attach(self.inbound, self.cfg, self.store)  # a mail_type = "bounces" listener
             self.ports = await self.inbound.start()
         self._tasks = [asyncio.create_task(w.run(), name=f"worker-{mt}")
                        for mt, w in self.workers.items()]
@@ -107,6 +110,9 @@ class Relay:
             self._tasks.append(asyncio.create_task(retention.run_periodically(
                 self.store.retention, self.cfg.retention, self._quitting.is_set), name="retention"))
         if self.accept:
+            from helo_smtp.events import retention as event_tasks
+
+            self._tasks += event_tasks.start(self.cfg, self.store)  # webhooks, event purge
             await self._start_http()
             metrics.register_queue(self.store.queue.depth_by_type)
 

@@ -29,6 +29,7 @@ from helo_smtp.store.settings import Settings
 from helo_smtp.store.submission import StoreSubmission
 from helo_smtp.store.suppressions import Suppressions
 from helo_smtp.store.throttle import Throttle
+from helo_smtp.store.webhooks import Webhooks
 
 __all__ = ["CorruptDatabase", "Store", "lifetimes", "migrate"]
 
@@ -97,6 +98,7 @@ class Store:
         self.limits = Limits(db)  # per-channel send limits (SPEC §15)
         self.retention = Retention(db)  # dropping old bodies and history (SPEC §15)
         self.nodes = Nodes(db)  # heartbeats: which nodes are alive, under which names
+        self.webhooks = Webhooks(db)  # endpoints and their delivery outbox (SPEC §12)
         # The ports (``helo_smtp/ports.py``): the backend's capabilities, and the door's view.
         self.backend: Backend = db
         self.submission = StoreSubmission(db, self.credentials, self.accounts, self.channels,

@@ -95,8 +95,8 @@ def record_in(c: sqlite3.Connection, kind: Kind, message_id: str, recipient: str
     return Hit(message_id, recipient, kind.value, count == 1, count, msg["channel_id"], bid)
 
 
-def complaint_in(c: sqlite3.Connection, message_id: str, recipient: str, now: float
-                 ) -> Hit | None:
+def complaint_in(c: sqlite3.Connection, message_id: str, recipient: str, now: float,
+                 **data: Any) -> Hit | None:
     """A spam complaint (e.g. from a feedback-loop report): suppress with reason
     ``complaint`` and count it once per (message, recipient)."""
     msg = _message(c, message_id)
@@ -111,7 +111,7 @@ def complaint_in(c: sqlite3.Connection, message_id: str, recipient: str, now: fl
             broadcasts.bump_in(c, bid, complaints=1)
         events.add(c, COMPLAINT_EVENT, message_id=message_id, recipient=recipient,
                    channel_id=msg["channel_id"], broadcast_id=bid, at=now,
-                   tags=json.loads(msg["tags"]), metadata=json.loads(msg["metadata"]))
+                   tags=json.loads(msg["tags"]), metadata=json.loads(msg["metadata"]), **data)
     suppressions.add_in(c, msg["channel_id"], recipient, SuppressionReason.COMPLAINT, message_id)
     return Hit(message_id, recipient, "complaint", not seen, seen + 1, msg["channel_id"], bid)
 

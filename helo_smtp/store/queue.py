@@ -110,6 +110,9 @@ def enqueue_in(c: sqlite3.Connection, msg: NewMessage, lifetime: float) -> Enque
                broadcast_id=bid, at=now, mail_type=msg.mail_type.value,
                recipients=len(msg.recipients), suppressed=len(msg.suppressed), tags=msg.tags,
                metadata=msg.metadata, size=len(msg.raw))
+    for a in msg.recipients:
+        events.add(c, "recipient.accepted", message_id=msg.id, recipient=a,
+                   channel_id=msg.channel_id, broadcast_id=bid, at=now)
     for a in msg.suppressed:
         events.add(c, "recipient.suppressed", message_id=msg.id, recipient=a,
                    channel_id=msg.channel_id, broadcast_id=bid, at=now)
@@ -213,7 +216,7 @@ def _apply_result(c: sqlite3.Connection, res: DeliveryResult, attempt: bool = Tr
     events.add(c, _EVENT_FOR_STATE[res.state], message_id=message_id,
                recipient=row["address"], channel_id=channel_id,
                broadcast_id=broadcast_id, at=res.at, code=res.code, status=res.status,
-               category=category, host=res.remote_host)
+               category=category, host=res.remote_host, text=res.text)
     if (res.state == RecipientState.BOUNCED and res.category in SUPPRESSING_CATEGORIES
             and res.stage != testmode.STAGE):  # a simulated bounce suppresses nothing
         suppressions.add_in(c, channel_id, row["address"], SuppressionReason.HARD_BOUNCE,

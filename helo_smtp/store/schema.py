@@ -258,6 +258,46 @@ M060 = """
 """
 
 
+@migrations()
+def m070_events_webhooks(db: UtilsDatabase) -> None:
+    """Public event ids, webhook endpoints and their durable delivery outbox (SPEC §12)."""
+    _run(db, """
+    ALTER TABLE events ADD COLUMN uid TEXT;
+    CREATE INDEX events_at ON events(at);
+    CREATE INDEX events_recipient ON events(recipient, at);
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL DEFAULT '',
+        secrets TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'enabled' CHECK (status IN ('enabled', 'disabled')),
+        disabled_reason TEXT NOT NULL DEFAULT '',
+        failing_since REAL,
+        max_concurrency INTEGER NOT NULL DEFAULT 4,
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX webhooks_channel ON webhooks(channel_id);
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY,
+        endpoint_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        last_code INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(endpoint_id, next_attempt_at)
+        WHERE state = 'pending';
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_id);
+    CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at)
+    """)
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations on ``conn``; returns the names applied."""
     db = UtilsDatabase(conn)

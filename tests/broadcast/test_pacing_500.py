@@ -70,4 +70,5 @@ def test_500_recipient_broadcast_respects_rates(broadcast_relay, sinks, dns, cli
     b = relay.store.broadcasts.get(relay.store.queue.load_message(ids[0]).broadcast_id)
     assert b["name"] == "november-news"
     assert (b["accepted"], b["delivered"], b["bounced"], b["suppressed"]) == (500, 500, 0, 0)
-    assert relay.store.events.counts() == {"message.received": 11, "delivery.delivered": 501}
+    assert relay.store.events.counts() == {"message.received": 11,
+                                           "recipient.accepted": 501, "delivery.delivered": 501}

@@ -59,4 +59,5 @@ def test_broadcast_is_paced_and_transactional_is_not(broadcast_relay, sinks, dns
 
     b = relay.store.broadcasts.get(relay.store.queue.load_message(ids[0]).broadcast_id)
     assert (b["accepted"], b["delivered"], b["deferred"], b["bounced"]) == (15, 15, 0, 0)
-    assert relay.store.events.counts() == {"message.received": 16, "delivery.delivered": 16}
+    assert relay.store.events.counts() == {"message.received": 16,
+                                           "recipient.accepted": 16, "delivery.delivered": 16}

@@ -13,4 +13,4 @@ def test_421_at_mail_on_the_only_mx_defers(scenario, sinks):
     assert {(r["last_code"], r["last_status"], r["category"]) for r in rows} == {
         (421, "4.7.0", "rate_limited")}
     assert not sinks[2].h.messages
-    assert sc.counts() == {"message.received": 1, "delivery.deferred": 2}
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 2, "delivery.deferred": 2}

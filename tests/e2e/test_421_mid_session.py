@@ -16,5 +16,5 @@ def test_421_at_rcpt_moves_the_whole_transaction_to_the_next_mx(scenario, sinks)
     assert [m["rcpt_tos"] for m in sinks[1].h.messages] == [
         ["ivy@example.test", "jon@example.test", "kim@example.test"]]
     assert {a["remote_host"] for a in sc.attempts(mid)} == {"mx2.example.test"}
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 3}
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 3, "delivery.delivered": 3}
 

@@ -24,5 +24,5 @@ def test_5xx_bounces_one_recipient_others_delivered(scenario, sinks):
     assert (sup.address, sup.reason, sup.source_message_id) == (
         "ghost@example.test", SuppressionReason.HARD_BOUNCE, mid)
     assert sc.store.admin.message(mid)["status"] == "accepted"
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 2,
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 3, "delivery.delivered": 2,
                            "delivery.bounced": 1, "suppression.added": 1}

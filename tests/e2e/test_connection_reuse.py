@@ -17,4 +17,4 @@ def test_connection_is_reused_across_messages(scenario, sinks):
     assert len(h.connections) == 1
     assert len({m["peer"] for m in h.messages}) == 1
     assert [c[1] for c in h.commands].count("EHLO") == 1
-    assert sc.counts() == {"message.received": 3, "delivery.delivered": 3}
+    assert sc.counts() == {"message.received": 3, "recipient.accepted": 3, "delivery.delivered": 3}

@@ -66,6 +66,7 @@ def test_sigkill_while_delivering_loses_nothing(tmp_path, dns_server, mx_port, s
     duplicates = len(ids_mx1) - len(set(ids_mx1)) + len(ids_mx3) - len(set(ids_mx3))
     assert duplicates <= MAX_CONNECTIONS  # only DATA cut by the kill is sent again
     assert store.events.counts() == {"message.received": MESSAGES,
+                                     "recipient.accepted": 2 * MESSAGES,
                                      "delivery.delivered": 2 * MESSAGES}
     assert_accounting(store)
     store.close()

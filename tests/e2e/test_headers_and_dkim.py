@@ -39,4 +39,4 @@ def test_control_headers_are_stripped_and_dkim_verifies(scenario, sinks, dns, dn
     tampered = data.replace(b"Your order", b"Your 0rder")
     assert not dkim.verify(tampered, dnsfunc=dnsfunc)  # the check above means something
 
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 1}
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 1, "delivery.delivered": 1}

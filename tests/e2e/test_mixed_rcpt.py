@@ -35,6 +35,6 @@ def test_mixed_rcpt_results(scenario, sinks):
     assert [s.address for s in sc.store.suppressions.list(sc.relay.tenant.channel.id)] == [
         "gone@other.test"]
     assert sc.store.admin.message(mid)["status"] == "delayed"
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 1,
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 6, "delivery.delivered": 1,
                            "delivery.bounced": 3, "delivery.deferred": 2,
                            "suppression.added": 1}

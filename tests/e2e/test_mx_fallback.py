@@ -18,4 +18,4 @@ def test_first_mx_down_second_mx_delivers(scenario, sinks):
     attempts = sc.attempts(mid)
     assert {(a["remote_host"], a["remote_ip"], a["outcome"]) for a in attempts} == {
         ("mx2.example.test", MX_IPS[1], "delivered")}
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 2}
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 2, "delivery.delivered": 2}

@@ -18,5 +18,5 @@ def test_null_mx_bounces_at_once(scenario, sinks):
     assert [s.address for s in sc.store.suppressions.list(sc.relay.tenant.channel.id)] == [
         "nobody@nullmx.test"]
     assert sc.store.admin.message(mid)["status"] == "failed"
-    assert sc.counts() == {"message.received": 1, "delivery.bounced": 1,
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 1, "delivery.bounced": 1,
                            "suppression.added": 1}

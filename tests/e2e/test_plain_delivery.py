@@ -51,4 +51,4 @@ def test_plain_delivery(scenario, sinks):
     assert all(f["reply"].startswith("250 2.0.0") for f in lines)
     assert _attempts_metric("delivered") == before + 3
 
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 3}
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 3, "delivery.delivered": 3}

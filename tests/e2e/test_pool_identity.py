@@ -22,4 +22,4 @@ def test_source_ip_and_helo_name_per_pool(scenario, sinks):
     # broadcast mail is personalized per recipient before signing (RFC 8058 headers)
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in m_bc["data"]
     assert b"List-Unsubscribe" not in m_tx["data"]
-    assert sc.counts() == {"message.received": 2, "delivery.delivered": 2}
+    assert sc.counts() == {"message.received": 2, "recipient.accepted": 2, "delivery.delivered": 2}

@@ -35,6 +35,7 @@ def test_broadcast_backlog_never_delays_transactional(scenario, sinks, dns):
     try:
         assert store.queue.pending_count(MailType.BROADCAST) == BACKLOG - broadcast_delivered
         assert store.events.counts() == {"message.received": BACKLOG + 1,
+                                         "recipient.accepted": BACKLOG + 1,
                                          "delivery.delivered": broadcast_delivered + 1}
     finally:
         store.close()

@@ -31,5 +31,5 @@ def test_4xx_then_delivered_on_retry(scenario, sinks):
     assert row["attempts"] == 2
     assert sc.store.admin.message(mid)["status"] == "accepted"
     assert [a["outcome"] for a in sc.attempts(mid)] == ["deferred", "delivered"]
-    assert sc.counts() == {"message.received": 1, "delivery.deferred": 1,
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 1, "delivery.deferred": 1,
                            "delivery.delivered": 1}

@@ -27,5 +27,5 @@ def test_servfail_defers_then_recovers(scenario, sinks, dns):
     sc.wait(mid, delivered=1)
     assert [m["rcpt_tos"] for m in sinks[2].h.messages] == [["quinn@flaky.test"]]
     assert [a["outcome"] for a in sc.attempts(mid)] == ["deferred", "deferred", "delivered"]
-    assert sc.counts() == {"message.received": 1, "delivery.deferred": 2,
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 1, "delivery.deferred": 2,
                            "delivery.delivered": 1}

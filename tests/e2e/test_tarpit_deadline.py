@@ -19,4 +19,4 @@ def test_tarpit_is_cut_at_the_deadline(scenario, sinks, dns):
     assert {(a["stage"], a["outcome"], a["status"]) for a in sc.attempts(mid)} == {
         ("deadline", "deferred", "4.4.2")}
     assert {r["category"] for r in sc.store.admin.recipients(mid)} == {"connection"}
-    assert sc.counts() == {"message.received": 1, "delivery.deferred": 6}
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 6, "delivery.deferred": 6}

@@ -28,5 +28,5 @@ def test_bad_certificate(scenario, sinks, dns, ca, tmp_path):
         "deferred", "starttls", "4.7.5", "tls")
     assert "certificate" in bad["text"].lower()
     assert rows["a@strict-ok.test"]["tls"] == 1 and rows["c@loose.test"]["tls"] == 1
-    assert sc.counts() == {"message.received": 1, "delivery.delivered": 2,
+    assert sc.counts() == {"message.received": 1, "recipient.accepted": 3, "delivery.delivered": 2,
                            "delivery.deferred": 1}

@@ -36,7 +36,7 @@ def test_store_error_mid_data_is_451_and_the_next_message_passes(relay, client_c
     assert messages(relay.store) == [] and relay.store.queue.pending_count() == 0
     relay.write(lambda c: c.set_authorizer(None))
     accepted(send(s, t.sender, ["user@example.test"], message()))
-    assert relay.store.events.counts() == {"message.received": 1}
+    assert relay.store.events.counts() == {"message.received": 1, "recipient.accepted": 1}
 
 
 @pytest.mark.sqlite_only  # SQLite internals (writer connection, page limits, statvfs of the file)

@@ -79,7 +79,8 @@ def test_hold_release_retry_purge_steer_the_live_daemon(serve, sinks, client_ctx
     store = Store.open(config.load(path).server.database)
     try:
         assert [e["type"] for e in store.events.list(message_id=second)] == [
-            "message.received", "delivery.deferred", "message.expired", "queue.purged"]
+            "message.received", "recipient.accepted", "delivery.deferred", "message.expired",
+            "queue.purged"]
     finally:
         store.close()
     cli(path, "queue", "retry", "--domain", "example.test")  # nothing pending: no-op

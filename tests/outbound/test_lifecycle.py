@@ -28,7 +28,8 @@ def test_a_lapsed_lease_returns_the_row_and_is_not_a_failure(rig_factory, sinks)
         workers.stop()
     [row] = rig.store.admin.recipients(mid)
     assert row["attempts"] == 1  # the lapse itself counted nothing
-    assert rig.store.events.counts() == {"message.received": 1, "delivery.delivered": 1}
+    assert rig.store.events.counts() == {"message.received": 1,
+                                         "recipient.accepted": 1, "delivery.delivered": 1}
 
 
 def test_a_slow_delivery_keeps_its_lease(rig_factory, sinks):
@@ -59,7 +60,7 @@ def test_stop_gives_unfinished_rows_back(rig_factory, sinks):
     assert (row["state"], row["attempts"], row["lease_until"]) == ("queued", 0, None)
     assert row["next_attempt_at"] <= time.time()  # due again at once
     assert rig.store.admin.attempts(mid) == []
-    assert rig.store.events.counts() == {"message.received": 1}
+    assert rig.store.events.counts() == {"message.received": 1, "recipient.accepted": 1}
 
 
 def test_a_recipient_claimed_after_its_lifetime_expires_without_a_connection(rig_factory,
@@ -74,7 +75,8 @@ def test_a_recipient_claimed_after_its_lifetime_expires_without_a_connection(rig
     assert (att["stage"], att["outcome"], att["remote_host"]) == ("queue", "expired", None)
     assert not sinks[2].h.connections
     assert rig.store.admin.message(mid)["status"] == "failed"
-    assert rig.store.events.counts() == {"message.received": 1, "message.expired": 1}
+    assert rig.store.events.counts() == {"message.received": 1,
+                                         "recipient.accepted": 1, "message.expired": 1}
     assert_accounting(rig.store)
 
 
@@ -87,7 +89,8 @@ def test_a_deferral_past_the_lifetime_expires_once(rig_factory, sinks):
     [row] = rig.store.admin.recipients(mid)
     assert row["last_text"].startswith("lifetime expired; last error: 451 4.3.0")
     assert rig.store.queue.pending_count() == 0  # final: nothing will report it again
-    assert rig.store.events.counts() == {"message.received": 1, "message.expired": 1}
+    assert rig.store.events.counts() == {"message.received": 1,
+                                         "recipient.accepted": 1, "message.expired": 1}
     assert_accounting(rig.store)
 
 

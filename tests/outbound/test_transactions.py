@@ -35,7 +35,8 @@ def test_452_4_5_3_sends_the_rest_in_a_new_transaction_at_once(rig_factory, sink
         ["p4@capped.test"]]
     assert len(sink.h.connections) == 1  # same connection, RSET between transactions
     assert {r["attempts"] for r in rig.store.admin.recipients(mid)} == {1}
-    assert rig.store.events.counts() == {"message.received": 1, "delivery.delivered": 5}
+    assert rig.store.events.counts() == {"message.received": 1,
+                                         "recipient.accepted": 5, "delivery.delivered": 5}
     assert_accounting(rig.store)
 
 

@@ -39,4 +39,6 @@ ON_BOTH_BACKENDS = frozenset({
     "tests/inbound/test_send_limits.py::test_hourly_limit_refuses_with_451_and_keeps_nothing",
     "tests/inbound/test_send_limits.py::test_limits_hold_across_relays_on_one_database",
     "tests/e2e/test_test_mode.py::test_test_credential_delivers_nothing_and_simulates",
+    "tests/events/test_webhooks.py::test_delivery_events_arrive_signed",
+    "tests/events/test_intake.py::test_broadcast_counters_follow_a_late_bounce",
 })

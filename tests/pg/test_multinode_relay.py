@@ -86,7 +86,8 @@ def test_two_nodes_deliver_2000_messages_each_exactly_once(cluster, sinks, dns, 
     assert len(taken) == 2000 and set(taken.values()) == {1}  # every recipient exactly once
     assert sum(len(s.h.messages) for s in sinks) == 2000
     assert set(_delivered_by(sinks).values()) == {"node-a", "node-b"}  # both delivered
-    assert store.events.counts() == {"message.received": 40, "delivery.delivered": 2000}
+    assert store.events.counts() == {"message.received": 40, "recipient.accepted": 2000,
+                                     "delivery.delivered": 2000}
     assert_accounting(store)
 
 

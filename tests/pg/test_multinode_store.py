@@ -145,7 +145,8 @@ def test_one_key_on_two_nodes_at_once_gives_one_message(pg_store, pg_url):
     assert pg_store.db.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0]
                             ) == len(keys)
     assert pg_store.queue.accounting() == {"queued": len(keys)}
-    assert pg_store.events.counts() == {"message.received": len(keys)}
+    assert pg_store.events.counts() == {"message.received": len(keys),
+                                        "recipient.accepted": len(keys)}
 
 
 def test_one_key_with_different_content_on_two_nodes_conflicts(pg_store, pg_url):

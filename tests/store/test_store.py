@@ -131,7 +131,7 @@ def test_idempotency_race_gives_one_message(store):
     assert len({r.message_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
     assert store.queue.accounting() == {"queued": 1}
-    assert store.events.counts() == {"message.received": 1}
+    assert store.events.counts() == {"message.received": 1, "recipient.accepted": 1}
 
 
 def test_idempotency_conflict_and_window(store):
