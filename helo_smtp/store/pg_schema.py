@@ -221,6 +221,17 @@ CREATE AGGREGATE sum(BOOLEAN) (SFUNC = helo_sum_bool, STYPE = BIGINT);
 #: (name, script) in order; names match the SQLite steps in ``schema.py`` one for one.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
+    ("m080_api_keys", """
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    channel_id TEXT REFERENCES channels(id),
+    name TEXT NOT NULL DEFAULT '',
+    created_at DOUBLE PRECISION NOT NULL,
+    last_used_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION
+)"""),
 ]
 
 
