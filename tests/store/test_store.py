@@ -18,7 +18,7 @@ from helo_smtp.models import (
     StoredMessage,
     uuid7,
 )
-from helo_smtp.store import CorruptDatabase, Store, migrate, schema
+from helo_smtp.store import CorruptDatabase, Store, migrate, pg_schema, schema
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.recent import RecentMessages
 from tests.support.relay import make_tenant
@@ -50,10 +50,10 @@ def message(
 
 def test_migrations_from_empty_and_rerun(tmp_path):
     path = str(tmp_path / "m.db")
-    assert migrate(path) == ["m001_initial"]
+    assert migrate(path) == [name for name, _ in pg_schema.MIGRATIONS]
     assert migrate(path) == []
     conn = sqlite3.connect(path)
-    assert schema.applied(conn) == ["m001_initial"]
+    assert schema.applied(conn) == [name for name, _ in pg_schema.MIGRATIONS]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {
         "accounts",
