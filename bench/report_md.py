@@ -143,7 +143,7 @@ def _per_round(result: dict[str, Any], section: str = "throughput") -> str:
 
 
 def render(result: dict[str, Any], pngs: list[str]) -> str:
-    from bench import report_md2
+    from bench import cluster_report, report_md2
 
     p = result["params"]
     parts = [
@@ -160,6 +160,7 @@ def render(result: dict[str, Any], pngs: list[str]) -> str:
         report_md2.queue(result),
         report_md2.profile(result),
         report_md2.whatif(result),
+        cluster_report.section(),
         "## Every round\n\n" + _per_round(result),
         report_md2.commands(result),
     ]

@@ -100,10 +100,12 @@ class DeliveryConfig:
     retry_cap: float = _s(14_400.0, "longest retry delay, seconds")
     transactional_lifetime: float = _s(432_000.0, "seconds before transactional mail expires")
     broadcast_lifetime: float = _s(172_800.0, "seconds before broadcast mail expires")
-    lease_seconds: float = _s(300.0, "a claimed recipient returns to the queue after this")
+    lease_seconds: float = _s(300.0, "a dead node's heartbeat, claimed recipients and "
+                              "connection slots lapse this long after their last renewal")
     batch_size: int = _s(200, "recipients claimed per queue round trip")
     max_mx_addresses: int = _s(5, "addresses tried per delivery attempt")
-    idle_connection_seconds: float = _s(30.0, "keep an idle outbound connection for reuse")
+    idle_connection_seconds: float = _s(30.0, "keep an idle outbound connection for reuse "
+                                        "(on PostgreSQL it keeps its cluster slot meanwhile)")
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,8 @@ _REPLIES = (
     _r("message_too_large", 552, "5.3.4", "Message size exceeds fixed limit",
        "SIZE= or the data is larger than limits.max_message_size"),
     _r("line_too_long", 500, "5.5.2", "Line too long",
-       "a command line over 512 octets or a text line over 1000 (RFC 5321 §4.5.3.1)"),
+       "a command line over 512 octets (RFC 5321 §4.5.3.1.4); a text line over 1000 "
+       "octets is folded, not refused"),
     _r("bad_syntax", 501, "5.5.4", "Syntax error in parameters or arguments",
        "unknown MAIL/RCPT parameter or malformed command arguments"),
     _r("bad_sequence", 503, "5.5.1", "Bad sequence of commands",

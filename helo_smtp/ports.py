@@ -127,6 +127,17 @@ class SharedThrottle(Protocol):
 
     async def release_slot(self, pool: str, domain: str, slot: int, holder: str) -> None: ...
 
+    def release_slot_later(self, pool: str, domain: str, slot: int, holder: str
+                           ) -> Future[Any]: ...
+
+    async def renew_slots(self, pool: str, slots: list[tuple[str, int]], holder: str,
+                          lease: float) -> None: ...
+
+    def held_by_others(self, pool: str, domain: str, holder: str) -> int: ...
+
+    async def give_back(self, pool: str, domain: str, n: int = 1, *, pool_rate: float,
+                        domain_rate: float) -> None: ...
+
 
 class Slowdowns(Protocol):
     """Remote-requested slowdowns of a pool (``outbound/pacing.py``)."""

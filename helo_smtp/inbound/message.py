@@ -107,14 +107,23 @@ def _fill_part(part: Any, data: dict[str, Any]) -> None:
                          disposition=part.get_content_disposition())
 
 
-def finalize(data: bytes, received: str, message_id: str, hostname: str) -> bytes:
-    """Strip every control field, prepend ``Received``, add ``Message-ID`` when absent."""
+def finalize(data: bytes, received: str, message_id: str, hostname: str, now: float) -> bytes:
+    """Strip every control field, prepend ``Received``, add ``Message-ID`` and ``Date`` when
+    absent (RFC 5322 §3.6 requires both; Postfix's cleanup adds them the same way)."""
     fields, rest = headers.split(data)
     kept = headers.without(fields, controls.is_control)
     out = [headers.make_field("Received", received), *kept]
-    if not any(f.name == "message-id" for f in kept):
+    names = {f.name for f in kept}
+    if "message-id" not in names:
         out.append(headers.make_field("Message-ID", f"<{message_id}@{hostname}>"))
+    if "date" not in names:
+        out.append(headers.make_field("Date", _date(now)))
     return headers.join(out, rest)
+
+
+def _date(now: float) -> str:
+    """RFC 5322 §3.3 date-time in UTC, as in the ``Received`` line."""
+    return email.utils.format_datetime(dt.datetime.fromtimestamp(now, dt.UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,7 @@ def received(t: Trace, message_id: str, now: float) -> str:
     tls = ""
     if t.tls_version:
         tls = f"\r\n\t(using {_token(t.tls_version)} with cipher {_token(t.tls_cipher or '')})"
-    date = email.utils.format_datetime(dt.datetime.fromtimestamp(now, dt.UTC))
+    date = _date(now)
     return (f"from {t.helo} ({literal})\r\n\tby {t.hostname} (helo-smtp) with {proto}"
             f" id {message_id}{tls};\r\n\t{date}")
 

@@ -13,7 +13,8 @@ What this subclass changes, and why:
 - STARTTLS gets a handshake timeout and is refused once TLS is active; the plaintext read
   buffer is discarded by aiosmtpd 1.4.6 after the handshake (no command injection);
 - AUTH PLAIN / LOGIN decode without logging client data; the check itself is ``auth.py``;
-- MAIL/RCPT paths are parsed by ``addresses.parse_path`` (no RFC 5322 comments or quoting).
+- MAIL/RCPT paths are parsed by ``addresses.parse_path`` (no RFC 5322 comments or quoting);
+- DATA content is read by ``dataread`` (in chunks, any line ends, only <CRLF>.<CRLF> ends it).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import logging
 import ssl
 from typing import Any, Protocol
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from helo_smtp.config import Config, ListenerConfig
-from helo_smtp.errors import CATALOG, Reply
-from helo_smtp.inbound import addresses, auth, replies
+from helo_smtp.errors import CATALOG, MessageTooLarge, Reply
+from helo_smtp.inbound import addresses, auth, dataread, replies
 from helo_smtp.inbound.message import Trace
 from helo_smtp.runtime import metrics
 
@@ -305,9 +306,35 @@ class HeloSMTP(SMTP):
         parsed = addresses.parse_path(arg)
         return parsed if parsed is not None else (None, None)
 
+    # ---- DATA -----------------------------------------------------------------------------
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """aiosmtpd's checks and DATA hook around ``dataread.read`` (its own loop reads the
+        content line by line and refuses a long bare-LF message as one over-long line)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos or arg:
+            name = "bad_syntax" if self.envelope.rcpt_tos else "no_valid_recipients"
+            await self.push(CATALOG[name].line())
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await dataread.read(self._reader, self.data_size_limit)
+        except MessageTooLarge as exc:
+            self._set_post_data_state()
+            await self.push(exc.line())
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(CATALOG["ok"].line() if status is MISSING else status)
+
     # ---- AUTH -----------------------------------------------------------------------------
     async def smtp_AUTH(self, arg: str | None) -> None:
         assert self.session is not None
+        if arg:  # "AUTH login": mechanism names match in any case, as in Postfix and Exim
+            mechanism, space, rest = arg.lstrip().partition(" ")
+            arg = mechanism.upper() + space + rest
         if self.session.host_name and self.session.extended_smtp and not self.tls_active:
             metrics.AUTH_FAILURES.labels("no_tls").inc()
             await self.push(CATALOG["encryption_required"].line())

@@ -16,12 +16,13 @@ import time
 
 from helo_smtp.outbound.session import Connection, TLSMode
 
-CacheKey = tuple[str, TLSMode]
+CacheKey = tuple[str, TLSMode, str]
 
 
-def cache_key(ip: str, mode: TLSMode) -> CacheKey:
-    """Plaintext fallbacks serve the same (opportunistic) traffic as TLS connections."""
-    return ip, (TLSMode.MAY if mode == TLSMode.OFF else mode)
+def cache_key(ip: str, mode: TLSMode, tag: str = "") -> CacheKey:
+    """Plaintext fallbacks serve the same (opportunistic) traffic as TLS connections; ``tag``
+    keeps connections holding one domain's cluster slot apart (``slots.py``)."""
+    return ip, (TLSMode.MAY if mode == TLSMode.OFF else mode), tag
 
 
 class ConnectionCache:
@@ -48,7 +49,7 @@ class ConnectionCache:
             conn.close()
             return
         conn.last_used = time.monotonic()
-        self._idle.setdefault(cache_key(conn.route.ip, conn.mode), []).append(conn)
+        self._idle.setdefault(cache_key(conn.route.ip, conn.mode, conn.tag), []).append(conn)
 
     def oldest(self) -> Connection | None:
         """Remove and return the connection idle the longest (to make room)."""

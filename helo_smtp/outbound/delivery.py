@@ -28,6 +28,7 @@ from helo_smtp.outbound.session import (
     open_connection,
     transact,
 )
+from helo_smtp.outbound.slots import ClusterSlots
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +58,14 @@ class Transport:
     caps: ConnectionCaps
     cache: ConnectionCache
     sources: SourceAddresses
+    slots: ClusterSlots | None = None  # cluster-wide per-domain connection slots
 
-    async def checkout(self, route: Route, mode: TLSMode) -> Connection | Outcome:
-        """A ready connection to ``route``: a cached one that answers RSET, or a new one."""
-        while (conn := self.cache.take(cache_key(route.ip, mode))) is not None:
+    async def checkout(self, route: Route, mode: TLSMode, domain: str = ""
+                       ) -> Connection | Outcome:
+        """A ready connection to ``route``: a cached one that answers RSET, or a new one
+        (holding a cluster slot of ``domain``; ``slots.NoSlot`` when none is free)."""
+        tag = self.slots.tag(domain) if self.slots is not None else ""
+        while (conn := self.cache.take(cache_key(route.ip, mode, tag))) is not None:
             try:
                 if await conn.reset(self.params.command_timeout):
                     return conn
@@ -77,6 +82,22 @@ class Transport:
             if oldest is None:
                 break
             oldest.close()  # over budget: the longest-idle connection makes room
+        slot = await self.slots.reserve(domain) if tag and self.slots is not None else None
+        try:
+            got = await self._open(route, source, mode)
+        except BaseException:
+            if self.slots is not None:
+                self.slots.free(domain, slot)
+            raise
+        if self.slots is not None:
+            if isinstance(got, Connection):
+                self.slots.bind(got, domain, slot)
+            else:
+                self.slots.free(domain, slot)
+        return got
+
+    async def _open(self, route: Route, source: str | None, mode: TLSMode
+                    ) -> Connection | Outcome:
         conn_or_failure = await open_connection(route, source, self.params, mode, self.contexts)
         if (isinstance(conn_or_failure, Outcome) and mode == TLSMode.MAY
                 and conn_or_failure.stage == "starttls"):
@@ -148,7 +169,9 @@ class Attempt:
             todo = self._pending(env)
             while todo:
                 if conn is None or not conn.alive:
-                    got = await self.transport.checkout(route, self.mode)
+                    if conn is not None:
+                        conn.close()  # dropped: its cluster slot goes back now
+                    got = await self.transport.checkout(route, self.mode, self.domain)
                     if isinstance(got, Outcome):
                         self._apply_all(got, route, last)
                         return

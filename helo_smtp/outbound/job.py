@@ -1,9 +1,10 @@
 """One delivery job: the claimed recipients of one message at one domain, delivered.
 
 ``DeliveryJob`` is the second half of a worker (``worker.py`` claims, paces and spawns; this
-delivers): take a cluster connection slot when the store is shared, load and sign the message
-(personalized per recipient before signing, ``tracking.personalize``), run the attempt
-(``delivery.py``), and record what each recipient's verdict says (``records.py``).
+delivers): load and sign the message (personalized per recipient before signing,
+``tracking.personalize``), run the attempt (``delivery.py``; on a shared store each connection
+it opens holds a cluster slot, ``slots.py``), and record what each recipient's verdict says
+(``records.py``); rows no slot was free for go back to the claimer (``_busy``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.outcome import Action, local
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import TLSMode
+from helo_smtp.outbound.slots import NoSlot
 from helo_smtp.ports import Delivery
 from helo_smtp.runtime import metrics
 from helo_smtp.tracking.rewrite import needs_personalization, personalize
@@ -100,12 +102,6 @@ class DeliveryJob:
         recorded = False
         try:
             await self.caps.acquire(job.domain)
-            slot = await self._cluster_slot(job.domain)
-            if slot is None:  # every node together holds the domain's cap: come back later
-                self.caps.release(job.domain)
-                await self.store.queue.release(job.ids, time.time() + CLUSTER_BUSY_DELAY)
-                recorded = True
-                return
             try:
                 if self._stopping:
                     return
@@ -115,8 +111,9 @@ class DeliveryJob:
                 self._timed(job.domain, time.monotonic() - began)
             finally:
                 self.caps.release(job.domain)
-                await self._free_slot(job.domain, slot)
             await self._record(job.rows, self._results(job, settled))
+            if len(settled) < len(job.ids):  # no cluster connection slot (slots.NoSlot)
+                await self._busy(job, settled)
             recorded = True
         except StoreError as exc:
             # The store cannot take the outcome (disk full, database away): an expected fault,
@@ -137,24 +134,15 @@ class DeliveryJob:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(self.store.queue.release(job.ids, time.time()))
 
-    async def _cluster_slot(self, domain: str) -> int | None:
-        """A per-domain connection slot shared by every node (-1: no shared cap here).
+    async def _busy(self, job: Job, settled: dict[int, Settled]) -> None:
+        """No cluster connection slot was free for the rest of ``job`` (``slots.NoSlot``):
+        the claimer gives those rows back, and their tokens (``Worker._busy``)."""
+        raise NotImplementedError
 
-        The slot's lease outlives the longest delivery (``total_deadline``), so it needs no
-        renewal; a node that dies holding it frees it when the lease lapses.
-        """
-        cap = self.cfg.pool(self.mail_type).per_domain_connections
-        if not self._shared or cap <= 0:
-            return -1
-        lease = self.cfg.delivery.total_deadline + 30.0
-        return await self.store.throttle.acquire_slot(self.mail_type.value, domain, cap,
-                                                      self.node, lease)
-
-    async def _free_slot(self, domain: str, slot: int | None) -> None:
-        if slot is not None and slot >= 0:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.throttle.release_slot(
-                    self.mail_type.value, domain, slot, self.node))
+    def _slot_cap(self, domain: str) -> int:
+        """The cluster-wide connection cap of a destination (0: one node, no shared slots).
+        Each open connection holds a slot, idle or not (``slots.py``)."""
+        return self.cfg.pool(self.mail_type).per_domain_connections if self._shared else 0
 
     def _timed(self, domain: str, seconds: float) -> None:
         if len(self._seconds) >= DURATION_DOMAINS and domain not in self._seconds:
@@ -177,6 +165,9 @@ class DeliveryJob:
         except TimeoutError:
             attempt.abort(local("deadline", "4.4.2", "delivery deadline reached",
                                 BounceCategory.CONNECTION))
+        except NoSlot:  # the cluster's connections to the domain are all open: not an attempt
+            log.debug("event=cluster_busy mail_type=%s domain=%s", self.mail_type.value,
+                      job.domain)
         finally:
             attempt.close()  # cancelled mid-session: the connection goes, not to the cache
         return attempt.results

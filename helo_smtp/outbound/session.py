@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -79,6 +80,8 @@ class Connection:
         self.mode = mode
         self.tls = tls
         self.last_used = time.monotonic()
+        self.tag = ""  # idle-cache partition: the domain whose cluster slot it holds
+        self.on_close: Callable[[], None] | None = None  # gives that slot back (slots.py)
         self._closed = False
         OUT.inc()
 
@@ -93,6 +96,8 @@ class Connection:
         if not self._closed:
             self._closed = True
             OUT.dec()
+            if self.on_close is not None:
+                self.on_close()
         self.smtp.close()
 
     async def quit(self, timeout: float) -> None:

@@ -33,12 +33,13 @@ from helo_smtp.models import (
 )
 from helo_smtp.outbound import records
 from helo_smtp.outbound.connections import ConnectionCache, SourceAddresses
-from helo_smtp.outbound.delivery import Transport
+from helo_smtp.outbound.delivery import Settled, Transport
 from helo_smtp.outbound.dkim import Signer
-from helo_smtp.outbound.job import DeliveryJob, Job, group
+from helo_smtp.outbound.job import CLUSTER_BUSY_DELAY, DeliveryJob, Job, group
 from helo_smtp.outbound.mx import MXResolver
 from helo_smtp.outbound.pacing import ConnectionCaps, Pacer
 from helo_smtp.outbound.session import Connection, SessionParams, tls_contexts
+from helo_smtp.outbound.slots import ClusterSlots
 from helo_smtp.ports import Delivery
 
 log = logging.getLogger("helo_smtp.delivery")
@@ -70,9 +71,12 @@ class Worker(DeliveryJob):
         self.caps = ConnectionCaps.for_pool(pool)
         self.pacer = Pacer(pool, store.destinations, pool=mail_type.value)
         self.cache = ConnectionCache(cfg.delivery.idle_connection_seconds)
+        self.slots = ClusterSlots(store.throttle, mail_type.value, node_id, self._slot_cap,
+                                  lambda: self.cfg.delivery.lease_seconds)
         self.transport = Transport(session_params(cfg, mail_type),
                                    tls_contexts(cfg.delivery.tls_ca_file), self.caps,
-                                   self.cache, SourceAddresses(pool.source_addresses))
+                                   self.cache, SourceAddresses(pool.source_addresses),
+                                   self.slots)
         self.signer = Signer(store.domains)
         self._secret: bytes | None = None
         self._jobs: dict[asyncio.Task[None], Job] = {}
@@ -197,6 +201,8 @@ class Worker(DeliveryJob):
         # HOOK (pacing): a paced claim asks the pool's token buckets; a positive delay gives
         # the rows back (store.queue.release) instead of holding a lease or a connection.
         if self._shared:
+            if await self.slots.all_elsewhere(job.domain):  # no connection possible here now
+                return CLUSTER_BUSY_DELAY
             pool = self.cfg.pool(self.mail_type)
             return await self.store.throttle.take(
                 self.mail_type.value, job.domain, self._transactions(job), pool_rate=pool.rate,
@@ -207,6 +213,17 @@ class Worker(DeliveryJob):
         """Broadcast mail gets its own List-Unsubscribe per recipient when the HTTP side is
         public, so each recipient is its own transaction."""
         return self.mail_type == MailType.BROADCAST and bool(self.cfg.http.public_url)
+
+    async def _busy(self, job: Job, settled: dict[int, Settled]) -> None:
+        """Every cluster connection to the domain is open: the rows come back in a moment,
+        and the shared tokens they took go back to the bucket (nothing was sent)."""
+        await self.store.queue.release([i for i in job.ids if i not in settled],
+                                       time.time() + CLUSTER_BUSY_DELAY)
+        if not settled:
+            pool = self.cfg.pool(self.mail_type)
+            await self.store.throttle.give_back(
+                self.mail_type.value, job.domain, self._transactions(job), pool_rate=pool.rate,
+                domain_rate=self.pacer.domain_rate(job.domain))
 
     def _transactions(self, job: Job) -> int:
         """Messages this group will send: one per recipient when it is personalized."""
@@ -241,16 +258,21 @@ class Worker(DeliveryJob):
 
     # ---- housekeeping ------------------------------------------------------------------
     async def _housekeeping(self) -> None:
-        """Close idle connections past their time; renew the leases of rows in flight."""
+        """Close idle connections past their time; renew the leases of rows in flight and of
+        the cluster slots open connections hold."""
         renew_at = time.monotonic() + self.cfg.delivery.lease_seconds / 3
         while True:
             await asyncio.sleep(min(TICK, self.cfg.delivery.lease_seconds / 3))
             await self._quit_idle(self.cache.expired())
-            if time.monotonic() >= renew_at and self._jobs:
-                lease = self.cfg.delivery.lease_seconds
+            self.slots.sweep()
+            if time.monotonic() < renew_at:
+                continue
+            lease = self.cfg.delivery.lease_seconds
+            await self.slots.renew()
+            if self._jobs:
                 ids = [i for job in list(self._jobs.values()) for i in job.ids]
                 try:
                     await self.store.queue.extend(ids, self.node, time.time() + lease)
                 except Exception:  # a failed renewal only risks a re-delivery
                     log.exception("event=lease_renewal_failed count=%d", len(ids))
-                renew_at = time.monotonic() + lease / 3
+            renew_at = time.monotonic() + lease / 3

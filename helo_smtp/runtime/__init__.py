@@ -1,1 +1,2 @@
-"""The running relay: the daemon, the delivery process, signals, sdnotify, logs, metrics."""
+"""The running relay: the daemon, the delivery process and its supervision, node identity,
+signals, sdnotify, logs, metrics."""

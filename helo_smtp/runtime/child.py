@@ -6,6 +6,7 @@ restart) is ``deliverer.py``; why there are two processes is said there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -15,6 +16,7 @@ import socket
 import sys
 from typing import Any
 
+from helo_smtp.runtime.childwatch import READY, pong
 from helo_smtp.runtime.deliverer import HANDOVER, RECV_BYTES, WAKE_CODES
 
 log = logging.getLogger("helo_smtp.daemon")
@@ -45,6 +47,11 @@ async def run_child(cfg: Any, channel_fd: int) -> None:
                 running.remove_reader(channel_fd)
                 done.set()
                 return
+            reply = pong(data)
+            if reply is not None:  # the parent checks that this loop still turns
+                with contextlib.suppress(OSError):
+                    channel.send(reply)
+                continue
             _receive(relay, data)
 
     running.add_reader(channel_fd, on_readable)
@@ -52,6 +59,8 @@ async def run_child(cfg: Any, channel_fd: int) -> None:
         running.add_signal_handler(sig, done.set)
     running.add_signal_handler(signal.SIGHUP, relay.reload)
     log.info("event=delivery_started pid=%d", os.getpid())
+    with contextlib.suppress(OSError):
+        channel.send(READY)  # the parent's pings start now
     await done.wait()
     running.remove_reader(channel_fd)
     await relay.stop()

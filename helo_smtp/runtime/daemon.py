@@ -17,6 +17,7 @@ from helo_smtp.config import Config
 from helo_smtp.models import MailType
 from helo_smtp.ports import CommittedHook
 from helo_smtp.runtime import metrics
+from helo_smtp.runtime.node import NodeClaim, NodeInUse, give_back
 from helo_smtp.store import Store, lifetimes
 
 log = logging.getLogger("helo_smtp.daemon")
@@ -31,16 +32,21 @@ class Relay:
     """The relay's listeners, HTTP side and delivery workers on one loop. ``await start()``,
     then ``await stop()``. ``deliver=False``: no workers (``serve`` delivers from a child
     process, inbound tests read the queue as left); ``accept=False``: workers only (that
-    child, ``deliverer.py``)."""
+    child, ``deliverer.py``). ``exclusive``: refuse to start beside a live process with
+    our ``node_id`` or on our SQLite file (``serve``; ``runtime/node.py``)."""
 
     def __init__(self, cfg: Config, store: Store | None = None, deliver: bool = True,
-                 accept: bool = True, committed: CommittedHook | None = None) -> None:
+                 accept: bool = True, committed: CommittedHook | None = None,
+                 exclusive: bool = False) -> None:
         self.cfg = cfg
         # Told about each message the listeners commit: the delivery process when the workers
         # live there (``DeliveryProcess.hand_over``), else this process's own workers' cache.
         self.committed = committed
         self.deliver = deliver
         self.accept = accept
+        self.exclusive = exclusive
+        self.node: NodeClaim | None = None  # the heartbeat, in the node's main process
+        self.on_node_lost: Callable[[], None] = lambda: None
         # Where wake-ups go when the workers live in another process (DeliveryProcess.wake).
         self.wake_elsewhere: Callable[[MailType], None] | None = None
         self.store = store
@@ -65,6 +71,9 @@ class Relay:
             self.store = Store.open(self.cfg.server.database, lifetimes(self.cfg))
         self.store.backend.bind_loop(asyncio.get_running_loop())  # writes commit on the loop
         node = node_id(self.cfg)
+        if self.accept:  # the node's main process (the delivery child has no name of its own)
+            self.node = NodeClaim(self.store, node, self.cfg.delivery.lease_seconds)
+            self._claim_node()
         released = self.store.queue.release_node(node)
         self.store.throttle.release_holder(node)  # connection slots of our previous process
         if released:
@@ -84,6 +93,9 @@ class Relay:
             self.ports = await self.inbound.start()
         self._tasks = [asyncio.create_task(w.run(), name=f"worker-{mt}")
                        for mt, w in self.workers.items()]
+        if self.node is not None:
+            self._tasks.append(asyncio.create_task(self.node.run(self.on_node_lost),
+                                                   name="heartbeat"))
         if self.workers:  # several nodes on PostgreSQL: their enqueues wake our workers too
             self._tasks.append(asyncio.create_task(self.store.queue.listen(self.wake),
                                                    name="queue-notify"))
@@ -91,6 +103,15 @@ class Relay:
             await self._start_http()
             await self._start_api()
             metrics.register_queue(self.store.queue.depth_by_type)
+
+    def _claim_node(self) -> None:
+        assert self.node is not None and self.store is not None
+        try:
+            self.node.take(exclusive=self.exclusive)
+        except NodeInUse:
+            if self._own_store:
+                self.store.close()
+            raise
 
     async def _start_http(self) -> None:
         if not self.cfg.http.listen:
@@ -156,6 +177,8 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
+        if self.node is not None:
+            self.node.leave()
         if self.store is not None:
             metrics.unregister_queue(self.store.queue.depth_by_type)
             self.store.backend.unbind_loop()
@@ -172,13 +195,14 @@ async def serve(cfg: Config) -> None:
     # the relay with SIGXFSZ. CPython ignores it at start already; say so where it matters.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     relay, child = await _start(cfg)
+    done = asyncio.Event()
+    relay.on_node_lost = done.set
     # Everything built so far (modules, config, caches) lives as long as the process: move it
     # out of the collector's generations so a full collection scans only what sessions and
     # deliveries allocate, and a GC pause never stalls the loop for tens of milliseconds.
     gc.collect()
     gc.freeze()
     loop = asyncio.get_running_loop()
-    done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay, child))
@@ -201,16 +225,18 @@ async def _start(cfg: Config) -> tuple[Relay, Any]:
     """The relay, and with ``server.delivery_process`` its delivery child (started after the
     parent has opened and migrated the store)."""
     if not cfg.server.delivery_process:
-        relay = Relay(cfg)
+        relay = Relay(cfg, exclusive=True)
         await relay.start()
         return relay, None
     from helo_smtp.runtime.deliverer import DeliveryProcess
 
     child = DeliveryProcess(cfg)
     # just-committed bytes go to the deliverer
-    relay = Relay(cfg, deliver=False, committed=child.hand_over)
+    relay = Relay(cfg, deliver=False, committed=child.hand_over, exclusive=True)
     relay.wake_elsewhere = child.wake
     await relay.start()
+    assert relay.store is not None
+    child.on_exit = lambda: give_back(relay.store, node_id(cfg))
     await child.start()
     return relay, child
 

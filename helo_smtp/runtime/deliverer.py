@@ -23,8 +23,10 @@ processes, as it does for the CLI; PostgreSQL nodes already share it) and three 
   (``share_metrics``); the parent's ``/metrics`` adds them up.
 
 The parent restarts a child that dies (one line ``event=delivery_process_exited``, then a
-back-off of 1 s doubling to 30 s); leases the dead child held go back to the queue when the new
-one starts (``Relay.start`` releases this node's leases).
+back-off of 1 s doubling to 30 s); leases and connection slots the dead child held go back at
+once (``on_exit``) and again when the new one starts (``Relay.start``). A child that stops
+answering the parent's pings on the channel is killed and restarted the same way
+(``runtime/childwatch.py``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from helo_smtp.models import MailType, StoredMessage
+from helo_smtp.runtime.childwatch import ChildWatch, ping_timeout
 
 log = logging.getLogger("helo_smtp.daemon")
 
@@ -85,14 +89,36 @@ class DeliveryProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._watch = ChildWatch(self._send, self._kill_unresponsive, ping_timeout())
+        self._unresponsive = False
+        self.on_exit: Callable[[], None] = lambda: None  # give the dead child's leases back
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     async def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self._ours.fileno(), self._read)
         await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name="delivery-process")
+
+    def _read(self) -> None:
+        """Datagrams from the child: answers to our pings."""
+        while True:
+            try:
+                data = self._ours.recv(64)
+            except (BlockingIOError, ConnectionError, OSError):
+                return
+            if not data:
+                return
+            self._watch.answer(data)
+
+    def _kill_unresponsive(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            self._unresponsive = True
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     async def _spawn(self) -> None:
         fd = self._theirs.fileno()
@@ -102,15 +128,27 @@ class DeliveryProcess:
         log.info("event=delivery_process_started pid=%d", self._proc.pid)
 
     async def _supervise(self) -> None:
+        from helo_smtp.runtime import metrics
+
         delay = RESTART_MIN
         while True:
             assert self._proc is not None
+            self._watch.restarted()
+            watch = asyncio.create_task(self._watch.run(), name="delivery-process-ping")
             code = await self._proc.wait()
+            watch.cancel()
             _forget_metrics(self._proc.pid)
             if self._stopping:
                 return
-            log.error("event=delivery_process_exited pid=%d code=%s restart_in=%.0fs",
-                      self._proc.pid, code, delay)
+            reason = "unresponsive" if self._unresponsive else "exited"
+            self._unresponsive = False
+            metrics.DELIVERY_PROCESS_RESTARTS.labels(reason).inc()
+            log.error("event=delivery_process_exited pid=%d code=%s reason=%s restart_in=%.0fs",
+                      self._proc.pid, code, reason, delay)
+            try:
+                await asyncio.to_thread(self.on_exit)
+            except Exception:  # the new child releases them too
+                log.exception("event=lease_release_failed")
             await asyncio.sleep(delay)
             if self._stopping:
                 return
@@ -152,6 +190,8 @@ class DeliveryProcess:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._ours.fileno())
         self._ours.close()
         self._theirs.close()
 

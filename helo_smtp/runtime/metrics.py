@@ -45,6 +45,10 @@ MESSAGE_LOADS = Counter("helo_message_loads",
                         "or read back from the store", ["source"])
 PACING_SLOWDOWNS = Counter("helo_pacing_slowdowns",
                            "Adaptive slowdowns started after rate-limit replies", ["pool"])
+DELIVERY_PROCESS_RESTARTS = Counter(
+    "helo_delivery_process_restarts",
+    "Delivery processes restarted by the main process, by reason (exited, unresponsive)",
+    ["reason"])
 
 
 class QueueCollector(Collector):

@@ -43,7 +43,10 @@ def notify(state: str) -> bool:
     if not name or name[0] not in "/@":
         return False  # unset, or a vsock/other address family we do not speak
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: a manager that stops reading must not stall the event loop (a full
+        # queue fails the send with BlockingIOError instead of blocking every session).
+        flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        with socket.socket(socket.AF_UNIX, flags) as sock:
             sock.connect(_address(name))
             sock.sendall(state.encode("utf-8", "replace"))
     except OSError as exc:

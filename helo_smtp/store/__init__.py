@@ -22,6 +22,7 @@ from helo_smtp.store.domains import Domains
 from helo_smtp.store.engagement import Engagement
 from helo_smtp.store.events import Events
 from helo_smtp.store.groupcommit import connect
+from helo_smtp.store.nodes import Nodes
 from helo_smtp.store.queue import Queue
 from helo_smtp.store.settings import Settings
 from helo_smtp.store.submission import StoreSubmission
@@ -92,6 +93,7 @@ class Store:
         self.engagement = Engagement(db)
         self.destinations = Destinations(db)
         self.throttle = Throttle(db)  # pacing and connection caps shared by all nodes
+        self.nodes = Nodes(db)  # heartbeats: which nodes are alive, under which names
         # The ports (``helo_smtp/ports.py``): the backend's capabilities, and the door's view.
         self.backend: Backend = db
         self.submission = StoreSubmission(db, self.credentials, self.accounts, self.channels,

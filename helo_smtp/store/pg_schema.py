@@ -218,9 +218,22 @@ CREATE FUNCTION helo_sum_bool(acc BIGINT, b BOOLEAN) RETURNS BIGINT
 CREATE AGGREGATE sum(BOOLEAN) (SFUNC = helo_sum_bool, STYPE = BIGINT);
 """
 
+M050_NODES = """
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    host TEXT NOT NULL,
+    place TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL
+);
+"""
+
 #: (name, script) in order; names match the SQLite steps in ``schema.py`` one for one.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
+    ("m050_nodes", M050_NODES),
     ("m080_api_keys", """
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,

@@ -217,6 +217,22 @@ def m001_initial(db: UtilsDatabase) -> None:
 
 
 @migrations()
+def m050_nodes(db: UtilsDatabase) -> None:
+    """One heartbeat row per running node (``store/nodes.py``): liveness and identity."""
+    _run(db, """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        instance TEXT NOT NULL,
+        host TEXT NOT NULL,
+        place TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    ) STRICT, WITHOUT ROWID
+    """)
+
+
+@migrations()
 def m080_api_keys(db: UtilsDatabase) -> None:
     """HTTP send API keys (SPEC §11): the id finds the row, the secret only as a hash."""
     _run(db, """

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import Future
 from typing import Any
 
 POOL_KEY = ""  # the bucket of the whole pool is stored under an empty domain
@@ -115,6 +116,15 @@ class Throttle:
         return await self.db.awrite(lambda c: take_pair_in(c, pool, domain, n, pool_rate,
                                                            domain_rate, t))
 
+    async def give_back(self, pool: str, domain: str, n: int = 1, *, pool_rate: float,
+                        domain_rate: float) -> None:
+        """Undo a ``take`` whose messages did not go (no connection slot was free)."""
+        def undo(c: sqlite3.Connection) -> None:
+            for key, rate in ((domain.lower(), domain_rate), (POOL_KEY, pool_rate)):
+                if rate > 0:
+                    _give_back_in(c, pool, key, rate, n)
+        await self.db.awrite(undo)
+
     async def acquire_slot(self, pool: str, domain: str, cap: int, holder: str,
                            lease: float, now: float | None = None) -> int | None:
         """A connection slot to ``domain`` for ``holder`` (a node id) for ``lease`` seconds;
@@ -142,6 +152,24 @@ class Throttle:
                 "DELETE FROM connection_slots WHERE pool = ? AND domain = ? AND slot = ?"
                 " AND holder = ?", (pool, domain.lower(), slot, holder)))
 
+    def release_slot_later(self, pool: str, domain: str, slot: int, holder: str
+                           ) -> Future[Any]:
+        """``release_slot`` from synchronous code (a connection's close): not awaited."""
+        return self.db.submit(lambda c: c.execute(
+            "DELETE FROM connection_slots WHERE pool = ? AND domain = ? AND slot = ?"
+            " AND holder = ?", (pool, domain.lower(), slot, holder)))
+
+    async def renew_slots(self, pool: str, slots: list[tuple[str, int]], holder: str,
+                          lease: float, now: float | None = None) -> None:
+        """Extend the leases of the (domain, slot) pairs ``holder`` holds, in one write."""
+        if not slots:
+            return
+        until = (time.time() if now is None else now) + lease
+        await self.db.awrite(lambda c: c.executemany(
+            "UPDATE connection_slots SET lease_until = ? WHERE pool = ? AND domain = ?"
+            " AND slot = ? AND holder = ?",
+            [(until, pool, d.lower(), n, holder) for d, n in slots]))
+
     def release_holder(self, holder: str) -> int:
         """At start: slots a previous process of this node held are void."""
         return self.db.write(lambda c: c.execute(
@@ -152,6 +180,15 @@ class Throttle:
         return self.db.read(lambda c: c.execute(
             "SELECT count(*) FROM connection_slots WHERE pool = ? AND domain = ?"
             " AND lease_until > ?", (pool, domain.lower(), t)).fetchone()[0])
+
+    def held_by_others(self, pool: str, domain: str, holder: str,
+                       now: float | None = None) -> int:
+        """Live slots of ``domain`` that holders other than ``holder`` have."""
+        t = time.time() if now is None else now
+        return self.db.read(lambda c: c.execute(
+            "SELECT count(*) FROM connection_slots WHERE pool = ? AND domain = ?"
+            " AND lease_until > ? AND holder <> ?", (pool, domain.lower(), t, holder)
+        ).fetchone()[0])
 
     def prune(self, now: float | None = None) -> int:
         """Forget full buckets (their state is the default) and lapsed slots."""

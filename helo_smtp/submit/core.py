@@ -132,7 +132,8 @@ class Core:
                      suppressed: list[str], channel: Channel) -> NewMessage:
         inc = d.incoming
         ctl, now, msg_id = inc.controls, time.time(), uuid7()
-        raw = message.finalize(data, d.received(msg_id, now), msg_id, self.cfg.server.hostname)
+        raw = message.finalize(data, d.received(msg_id, now), msg_id, self.cfg.server.hostname,
+                               now)
         opens, links = policy.tracking(channel, ctl.track_opens, ctl.track_links)
         mail_type = d.mail_type or MailType.TRANSACTIONAL
         key = name = None

@@ -20,14 +20,14 @@ from helo_smtp.store import pg_schema, schema
 from tests.cli.conftest import CLI, expect_error
 
 ROOT = Path(__file__).resolve().parents[2]
+STEPS = [name for name, _ in pg_schema.MIGRATIONS]  # every migration step, in order
 
 
 def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, tmp_path):
     out = bare_cli.json("init")
     db, cert, key = (tmp_path / "var" / "helo.db", tmp_path / "var" / "tls" / "cert.pem",
                      tmp_path / "var" / "tls" / "key.pem")
-    assert out["database"] == {"path": str(db), "created": True,
-                               "migrations": [name for name, _ in pg_schema.MIGRATIONS]}
+    assert out["database"] == {"path": str(db), "created": True, "migrations": STEPS}
     assert out["tls"]["created"] is True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))  # raises if the pair does not match
@@ -37,7 +37,7 @@ def test_init_creates_database_and_a_certificate_that_ssl_loads(bare_cli: CLI, t
     assert san.get_values_for_type(x509.DNSName) == ["relay.test", "localhost"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     conn = sqlite3.connect(db)
-    assert schema.applied(conn) == [name for name, _ in pg_schema.MIGRATIONS]
+    assert schema.applied(conn) == STEPS
     conn.close()
     assert any("serve" in step for step in out["next"])
 
@@ -104,12 +104,11 @@ def test_migrate_from_an_empty_file_then_again(bare_cli: CLI, tmp_path):
     db.parent.mkdir(parents=True)
     db.write_bytes(b"")
     first = bare_cli.json("migrate")
-    assert first["applied"] == [name for name, _ in pg_schema.MIGRATIONS]
-    steps = [name for name, _ in pg_schema.MIGRATIONS]
-    assert first["steps"] == [{"step": n, "status": "applied now"} for n in steps]
+    assert first["applied"] == STEPS
+    assert first["steps"] == [{"step": step, "status": "applied now"} for step in STEPS]
     second = bare_cli.json("migrate")
     assert second["applied"] == []
-    assert second["steps"] == [{"step": n, "status": "already applied"} for n in steps]
+    assert second["steps"] == [{"step": step, "status": "already applied"} for step in STEPS]
     assert "schema is up to date" in bare_cli.ok("migrate").stdout
 
 

@@ -270,11 +270,17 @@ def test_nul_and_line_ends(relay, client_ctx):
     assert b"\r" not in stored(relay, reply).raw.replace(b"\r\n", b"")
 
 
-def test_too_large_and_too_long_then_next_message_passes(make_relay, client_ctx):
+def test_too_large_refused_long_lines_folded_then_next_message_passes(make_relay, client_ctx):
     relay = make_relay(limits={"max_message_size": 4000})
     raw = _raw_session(relay, client_ctx)
     head = f"From: {relay.tenant.sender}\r\nSubject: x\r\n\r\n".encode()
     assert _transaction(raw, relay, head + b"y" * 990 + (b"\r\n" + b"z" * 990) * 4) == \
         c("message_too_large")
-    assert _transaction(raw, relay, head + b"w" * 1200) == c("line_too_long")
+    folded = stored(relay, _transaction(raw, relay, head + b"w" * 1200)).raw  # not refused
+    assert folded.endswith(b"\r\n\r\n" + b"w" * 997 + b"\r\n " + b"w" * 203 + b"\r\n")
+    # RFC 5321 §4.5.3.1.6: 1000 octets with the CRLF is the limit, not 1001
+    kept = stored(relay, _transaction(raw, relay, head + b"k" * 998)).raw
+    assert kept.endswith(b"\r\n\r\n" + b"k" * 998 + b"\r\n")
+    over = stored(relay, _transaction(raw, relay, head + b"o" * 999)).raw
+    assert over.endswith(b"\r\n\r\n" + b"o" * 997 + b"\r\n oo\r\n")
     accepted(_transaction(raw, relay, head + b"fine"))

@@ -7,6 +7,7 @@ import pytest
 from helo_smtp.store import Store
 from tests.ops.serveproc import ServeProcess
 from tests.support.configfile import write_config
+from tests.support.outbound import extra_sinks  # noqa: F401 - fixture
 from tests.support.relay import base_config, make_tenant
 
 

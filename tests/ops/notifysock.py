@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 
@@ -14,7 +16,9 @@ class NotifySocket:
     """An AF_UNIX datagram socket bound to a short path or an abstract ``@name``.
 
     ``env`` is the ``$NOTIFY_SOCKET`` value to hand the process under test; ``recv`` returns
-    each datagram as text, ``until`` collects datagrams until one satisfies a condition.
+    each datagram as text, ``until`` collects datagrams until one satisfies a condition. A
+    thread reads the socket all the time, as systemd does: the sender's queue (10 datagrams)
+    never fills while a test is busy elsewhere.
     """
 
     def __init__(self, abstract: bool = False) -> None:
@@ -30,12 +34,23 @@ class NotifySocket:
             self.env = os.path.join(self._dir, "notify")
             self.sock.bind(self.env)
         self.received: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._closed = threading.Event()
+        self.sock.settimeout(0.1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(self.sock.recv(65536).decode())
+            except TimeoutError:
+                continue
 
     def recv(self, timeout: float = 10.0) -> str:
-        self.sock.settimeout(timeout)
         try:
-            data = self.sock.recv(65536).decode()
-        except TimeoutError:
+            data = self._queue.get(timeout=timeout)
+        except queue.Empty:
             raise AssertionError(f"no notify datagram within {timeout}s; got {self.received}"
                                  ) from None
         self.received.append(data)
@@ -54,6 +69,8 @@ class NotifySocket:
                 return got
 
     def close(self) -> None:
+        self._closed.set()
+        self._reader.join(5)
         self.sock.close()
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)

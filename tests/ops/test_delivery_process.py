@@ -129,3 +129,41 @@ def test_delivery_process_off_is_one_process(serve, sinks, client_ctx):
     wait_for(lambda: delivered(sinks[0], "single"), 15, what="delivery in one process")
     assert children(proc.proc.pid) == []
     assert RCPT in sinks[0].h.messages[0]["rcpt_tos"]
+
+
+def test_a_hung_child_is_killed_restarted_and_its_leases_given_back(serve, dns, extra_sinks,
+                                                                    client_ctx):
+    """The child stops (SIGSTOP) in the middle of a delivery: it answers no ping, so after
+    half the watchdog interval (here 5 s) the parent kills it, gives its lease back, logs and
+    counts it, and the new child delivers the message."""
+    from email.message import EmailMessage
+
+    from tests.support.net import NET
+
+    sink = extra_sinks(26, "mx.hang.test")
+    dns.add("hang.test", "MX", "10 mx.hang.test.")
+    dns.add("mx.hang.test", "A", f"{NET}26")
+    sink.h.stall = {"DATA": 60}
+    proc, _path, tenant = serve(watchdog_usec=10_000_000)
+    proc.wait_ready()
+    first = delivery_child(proc)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = tenant.sender, "x@hang.test", "hung"
+    msg.set_content("body\n")
+    submit(proc.ports["submission"], client_ctx, tenant, msg)
+    wait_for(lambda: any(v == "DATA" for _, v, _ in sink.h.commands), 15,
+             what="the child in the middle of DATA")
+    os.kill(first, signal.SIGSTOP)
+    proc.wait_log(r"event=delivery_process_unresponsive timeout=5\.0s")
+    proc.wait_log(rf"event=delivery_process_exited pid={first} code=-9 reason=unresponsive")
+    proc.wait_log(r"event=leases_released count=1 ")  # given back by the parent at once
+    sink.h.stall = {}
+    wait_for(lambda: any(b"Subject: hung" in m["data"] for m in sink.h.messages), 30,
+             what="delivery by the new child")
+    second = delivery_child(proc)
+    assert second != first
+    text = metrics(proc)
+    assert sample(text, "helo_delivery_process_restarts_total", reason="unresponsive") == 1
+    assert sample(text, "helo_delivery_process_restarts_total", reason="exited") == 0
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0, proc.output

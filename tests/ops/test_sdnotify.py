@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import socket
+import tempfile
 import threading
 from types import SimpleNamespace
 
@@ -157,3 +160,26 @@ def test_a_hung_store_never_delays_the_ping_nor_piles_up_threads(notify_sock, mo
 
     got = asyncio.run(scenario())
     assert got.count("STATUS=listening submission:1; queue unknown") >= 1
+
+
+def test_a_manager_that_stops_reading_never_blocks_the_caller(tmp_path, monkeypatch):
+    # An unread socket's datagram queue fills after a few sends: later ones must fail at once
+    # (False), not block the event loop (found as a `serve` hung under WATCHDOG pings).
+    path = tempfile.mkdtemp(prefix="hsn-", dir="/tmp") + "/notify"  # sun_path: 108 bytes
+    unread = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unread.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    done = threading.Event()
+    results: list[bool] = []
+
+    def flood() -> None:
+        results.extend(sdnotify.notify("WATCHDOG=1") for _ in range(200))
+        done.set()
+
+    threading.Thread(target=flood, daemon=True).start()
+    try:
+        assert done.wait(30), "notify blocked on a full socket"
+        assert results[0] is True and results[-1] is False
+    finally:
+        unread.close()
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)

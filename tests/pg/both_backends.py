@@ -14,8 +14,8 @@ both backends; they can all be run on PostgreSQL with ``HELO_TEST_BACKEND=postgr
 (docs/scaling.md). Together these add about 15 s of test time to the suite (a fresh database
 per test is made ahead of time by a background thread).
 
-tests/outbound builds its configs without ``relay_factory``; once its ``make_cfg`` takes the
-``database`` fixture (tests/conftest.py), its lease and release tests belong here too.
+Every test of tests/outbound runs on both backends through its own conftest (one ``backend``
+parameter on ``make_cfg``'s ``database``), so none of them is listed here.
 """
 
 ON_BOTH_BACKENDS = frozenset({

@@ -7,7 +7,8 @@
 The client side is what a careful client does: it dot-stuffs every CRLF line that starts with
 "." (RFC 5321 §4.5.2) and ends the data with <CRLF>.<CRLF>; bare CR and LF go as they are.
 ``normalised`` is what the relay promises to keep: every bare CR or LF made CRLF, a missing
-final line end added.
+final line end added, and a doubled leading dot after a bare LF made single (smtplib stuffs
+there; docs/decisions.md, "Bare-LF messages").
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from tests.support.waiting import wait_for
 
 _MID = re.compile(rb"^Message-ID: <([0-9a-f-]+)@relay\.test>\r?$", re.IGNORECASE | re.M)
 _EOL = re.compile(rb"\r\n|\r|\n")
+_BARE_LF_DOTS = re.compile(rb"(?<!\r)\n\.\.")
 
 
 def normalised(content: bytes) -> bytes:
     wire = content if content.endswith(b"\r\n") else content + b"\r\n"
-    return _EOL.sub(b"\r\n", wire)
+    return _EOL.sub(b"\r\n", _BARE_LF_DOTS.sub(b"\n.", wire))
 
 
 def stuffed(content: bytes) -> bytes:

@@ -32,6 +32,7 @@ BODIES = [
     b"x\r\n. \r\n.\t\r\n",
     b"a\r\r\n.\r\r\nb\r",
     b"\xc3\xa9t\xc3\xa9\n.\n\xe2\x82\xac",
+    b"a\n..b\n.c\n...d\n",  # after a bare LF a doubled dot is a stuffed one (smtplib)
 ]
 
 

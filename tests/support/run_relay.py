@@ -23,7 +23,7 @@ from helo_smtp.store import Store
 async def main(path: str) -> None:
     cfg = config.load(path)
     store = Store.open(cfg.server.database, lifetimes(cfg))
-    relay = Relay(cfg, store)
+    relay = Relay(cfg, store, exclusive=True)
     await relay.start()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

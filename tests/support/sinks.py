@@ -10,6 +10,8 @@ sink.h.banner_delay = 30         # tarpit: sleep before the 220 greeting
 sink.h.on_connect = "drop"       # close right after accept / "554" = reject banner
 sink.h.ehlo_reply = "502 5.5.1 EHLO not implemented"  # an old MTA: only HELO works
 ... sink.h.messages[-1]["peer"], ["rcpt_tos"], ["tls"], ["data"]
+sink.h.open, sink.h.peak_open       # connections open now / at most at once
+sink.h.peak_by_ip["127.0.0.6"]      # the same, per client address
 sink.h.reset(); sink.stop()
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import Counter
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
@@ -40,6 +43,21 @@ class ScriptedHandler:
         self.banner_delay: float = 0.0
         self.on_connect: str | None = None  # None | "drop" | "554"
         self.ehlo_reply: str | None = None  # answer EHLO with this instead (HELO still works)
+        self.open = 0  # connections open right now
+        self.peak_open = 0  # the most open at once
+        self.open_by_ip: Counter[str] = Counter()
+        self.peak_by_ip: Counter[str] = Counter()
+
+    def opened(self, ip: str) -> None:
+        self.open += 1
+        self.peak_open = max(self.peak_open, self.open)
+        self.open_by_ip[ip] += 1
+        self.peak_by_ip[ip] = max(self.peak_by_ip[ip], self.open_by_ip[ip])
+
+    def closed(self, ip: str) -> None:
+        # max(0, ...): a connection opened before reset() may close after it
+        self.open = max(0, self.open - 1)
+        self.open_by_ip[ip] = max(0, self.open_by_ip[ip] - 1)
 
     async def _script(self, server, verb: str, arg):
         self.commands.append((server.session.peer, verb, arg))
@@ -104,6 +122,19 @@ class ScriptedHandler:
 
 
 class ScriptedSMTP(SMTP):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        if not hasattr(self, "_counted_ip"):  # called again after STARTTLS (RFC 3207 §4.2)
+            self._counted_ip = (transport.get_extra_info("peername") or ("?",))[0]
+            self._counted = True
+            self.event_handler.opened(self._counted_ip)
+
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.event_handler.closed(self._counted_ip)
+
     async def smtp_EHLO(self, hostname: str):
         reply = self.event_handler.ehlo_reply
         if reply is None:

@@ -122,12 +122,15 @@ def test_normalise_and_split():
 def test_finalize_strips_controls_and_adds_trace_and_id():
     data = raw("X-Helo-Tag: a", "x-pm-metadata-k: v", "Subject: s", "X-Other: kept")
     out = message.finalize(data, "from h ([127.0.0.1])\r\n\tby relay.test; date", "mid",
-                           "relay.test")
+                           "relay.test", 86400.0)
     assert out == (b"Received: from h ([127.0.0.1])\r\n\tby relay.test; date\r\n"
                    b"From: App <app@sender.test>\r\nSubject: s\r\nX-Other: kept\r\n"
-                   b"Message-ID: <mid@relay.test>\r\n\r\nbody\r\n")
-    kept = message.finalize(raw("Message-Id: <own@x>"), "r", "mid", "relay.test")
+                   b"Message-ID: <mid@relay.test>\r\nDate: Fri, 02 Jan 1970 00:00:00 +0000\r\n"
+                   b"\r\nbody\r\n")
+    kept = message.finalize(raw("Message-Id: <own@x>", "date: Mon, 1 Dec 2025 10:00:00 +0100"),
+                            "r", "mid", "relay.test", 0.0)
     assert kept.count(b"Message-I") == 1 and b"<own@x>" in kept
+    assert kept.lower().count(b"date:") == 1 and b"date: Mon, 1 Dec 2025" in kept
 
 
 def test_received_is_built_from_validated_and_own_text_only():
