@@ -183,6 +183,20 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class APIConfig:
+    listen: str = _s("", "host:port of the HTTP send API (empty: off)")
+    tls: bool = _s(True, "serve the API over TLS with the [tls] certificate")
+    behind_proxy: bool = _s(False, "allow tls = false off loopback; trust X-Forwarded-For "
+                            "from trusted_proxies")
+    trusted_proxies: list[str] = _s([], "proxy addresses whose X-Forwarded-For is trusted")
+    max_body_bytes: int = _s(52_428_800, "largest request body (a batch: 50 MB, SPEC 11)")
+    header_timeout: float = _s(10.0, "seconds a client has to send the request headers")
+    idle_timeout: float = _s(75.0, "seconds a keep-alive connection may stay idle")
+    auth_failures_per_ip: int = _s(10, "failed API keys per client IP per window, then 401s")
+    auth_failure_window: float = _s(300.0, "seconds the per-IP failure window lasts")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     format: str = _s("kv", "kv (key=value) or json")
     level: str = _s("INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -238,6 +252,7 @@ class Config:
                                      metadata={"help": "outbound delivery"})
     pools: PoolsConfig = field(default_factory=PoolsConfig, metadata={"help": "IP pools"})
     http: HTTPConfig = field(default_factory=HTTPConfig, metadata={"help": "HTTP side"})
+    api: APIConfig = field(default_factory=APIConfig, metadata={"help": "HTTP send API"})
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "logs"})
     dev: DevConfig = field(default_factory=DevConfig,
                            metadata={"help": "local development (dev inbox)"})
@@ -345,7 +360,7 @@ def _scalar(tp: type, value: Any, source: str, key: str) -> Any:
     if not ok:
         raise ConfigError(f"{source}: '{key}' must be {tp.__name__}, not {type(value).__name__}")
     choices = _CHOICES.get(key.rsplit(".", 1)[-1].split("[")[0])
-    if choices and value not in choices:
+    if choices and tp is str and value not in choices:
         raise ConfigError(f"{source}: '{key}' must be one of {', '.join(choices)}")
     if tp in (int, float) and value < 0:
         raise ConfigError(f"{source}: '{key}' must not be negative")

@@ -47,3 +47,22 @@ def verify_secret(secret: str, stored: str) -> bool:
     candidate = hmac.new(salt, secret.encode("utf-8", "surrogateescape"),
                          hashlib.sha256).hexdigest()
     return hmac.compare_digest(candidate, digest)
+
+
+API_KEY_PREFIX = "helo_"
+
+
+def api_key(key_id: str, secret: str) -> str:
+    """The HTTP send API key as shown once: ``helo_<id>_<secret>`` (SPEC §11)."""
+    return f"{API_KEY_PREFIX}{key_id}_{secret}"
+
+
+def split_api_key(key: str) -> tuple[str, str] | None:
+    """(id, secret) of a presented key, or None when it is not shaped like one of ours.
+    The id is hex, so the first ``_`` after the prefix ends it (the secret may contain ``_``)."""
+    if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+        return None
+    key_id, sep, secret = key[len(API_KEY_PREFIX):].partition("_")
+    if not sep or not key_id or not secret:
+        return None
+    return key_id, secret

@@ -72,6 +72,10 @@ _REPLIES = (
        "Encryption required for requested authentication mechanism", "AUTH before TLS"),
     _r("auth_invalid", 535, "5.7.8", "Authentication credentials invalid",
        "bad username or secret, or a revoked credential"),
+    _r("unauthorized", 550, "5.7.8", "unauthorized: API key missing or invalid",
+       "HTTP send API: no, malformed, unknown or revoked Bearer key (HTTP 401)"),
+    _r("not_found", 550, "5.1.0", "not_found: no such resource",
+       "HTTP send API: unknown path, or an id outside the key's account and channel (404)"),
     _r("idempotency_conflict", 550, "5.7.0",
        "idempotency_conflict: key already used for a different message",
        "X-Helo-Idempotency-Key reused with different content within 1 hour"),
@@ -196,6 +200,8 @@ AuthRequired = _subclass("auth_required")
 EncryptionRequired = _subclass("encryption_required")
 AuthInvalid = _subclass("auth_invalid")
 IdempotencyConflict = _subclass("idempotency_conflict")
+Unauthorized = _subclass("unauthorized")
+NotFound = _subclass("not_found")
 AccountForbidden = _subclass("account_forbidden")
 DomainUnverified = _subclass("domain_unverified")
 ChannelNotFound = _subclass("channel_not_found")

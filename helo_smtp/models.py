@@ -92,6 +92,19 @@ class ChannelRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An HTTP send API key (SPEC §11): scoped like a credential; the secret is never kept."""
+
+    id: str
+    account_id: str
+    channel_id: str | None
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     id: str
     name: str

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from helo_smtp.models import (
     Account,
+    ApiKey,
     Channel,
     ClaimedRecipient,
     Credential,
@@ -188,3 +189,14 @@ class Tracking(Protocol):
     settings: Secrets
 
     def ping(self) -> bool: ...
+
+
+class ApiKeyRows(Protocol):
+    """What the HTTP send API reads about its keys (``store/apikeys.py``). Read fresh on every
+    request, so a revoked key stops working on every node at once."""
+
+    def lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The live key and its secret hash."""
+
+    def touch(self, key_id: str, when: float) -> None:
+        """Record the last-used time."""

@@ -23,6 +23,7 @@ from helo_smtp import tlscert
 from helo_smtp.cli import config as cli_config
 from helo_smtp.cli import devsetup, docsgen
 from helo_smtp.cli.accounts import accounts, domains
+from helo_smtp.cli.apikeys import api_keys
 from helo_smtp.cli.channels import channels, credentials
 from helo_smtp.cli.common import app, common, emit, emit_table, note, prog_name, table
 from helo_smtp.cli.dev import dev
@@ -321,7 +322,7 @@ def docs(check: bool) -> None:
 
 
 for _group in (accounts, domains, channels, credentials, suppressions, messages, queue,
-               broadcasts, dev, purge, webhooks, events):
+               broadcasts, dev, purge, webhooks, events, api_keys):
     cli.add_command(_group)
 
 

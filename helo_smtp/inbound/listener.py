@@ -156,7 +156,7 @@ class InboundServer:
         """SIGHUP: new limits for new connections and checks; channel/domain caches dropped.
         Listener addresses and TLS files need a restart (the daemon says so)."""
         self.cfg = cfg
-        self.handler.cfg = cfg
+        self.handler.cfg = self.handler.core.cfg = cfg
         self.guard.limits = cfg.limits
         self.capacity.server = cfg.server
         self.directory.clear()

@@ -59,6 +59,8 @@ class Relay:
         self.http: Any = None
         self.resolver: Any = None  # outbound/routing.RoutedResolver, shared by both workers
         self.dev_inbox: Any = None  # the dev inbox's sink, in the process that delivers
+        self.api: Any = None
+        self.api_port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
         self._quitting = threading.Event()  # tells a retention pass in its thread to stop
@@ -114,6 +116,7 @@ class Relay:
 
             self._tasks += event_tasks.start(self.cfg, self.store)  # webhooks, event purge
             await self._start_http()
+            await self._start_api()
             metrics.register_queue(self.store.queue.depth_by_type)
 
     def _claim_node(self) -> None:
@@ -134,6 +137,23 @@ class Relay:
             return
         self.http = HTTPServer(self.cfg, self.store)
         self.http_port = await self.http.start()
+
+    async def _start_api(self) -> None:
+        """The HTTP send API on the SMTP door's submission core (``helo_smtp/submit``)."""
+        if not self.cfg.api.listen or self.inbound is None or self.store is None:
+            return
+        from helo_smtp.api.app import APIServer
+        from helo_smtp.api.keys import KeyCheck
+        from helo_smtp.api.send import Sender
+        from helo_smtp.inbound.tls import server_context
+
+        api = self.cfg.api
+        keys = KeyCheck(self.store.api_keys, self.store.backend.reads_on_loop,
+                        api.auth_failures_per_ip, api.auth_failure_window)
+        sender = Sender(self.inbound.handler.core, self.cfg.server.hostname, api.tls)
+        ctx = server_context(self.cfg.tls) if api.tls else None
+        self.api = APIServer(self.cfg, keys, sender, ctx)
+        self.api_port = await self.api.start()
 
     def wake(self, mail_type: MailType) -> None:
         if self.wake_elsewhere is not None:
@@ -192,7 +212,8 @@ class Relay:
             self.inbound.stop_accepting()
         await asyncio.gather(
             *(w.stop(grace) for w in self.workers.values()),
-            self.inbound.drain(grace) if self.inbound is not None else asyncio.sleep(0))
+            self.inbound.drain(grace) if self.inbound is not None else asyncio.sleep(0),
+            self.api.stop() if self.api is not None else asyncio.sleep(0))
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

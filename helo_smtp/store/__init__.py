@@ -12,6 +12,7 @@ from helo_smtp.ports import Backend
 from helo_smtp.store import pg_schema, retention, schema
 from helo_smtp.store.accounts import Accounts
 from helo_smtp.store.admin import Admin
+from helo_smtp.store.apikeys import ApiKeys
 from helo_smtp.store.broadcasts import Broadcasts
 from helo_smtp.store.channels import Channels
 from helo_smtp.store.credentials import Credentials
@@ -86,6 +87,7 @@ class Store:
         self.domains = Domains(db)
         self.channels = Channels(db)
         self.credentials = Credentials(db)
+        self.api_keys = ApiKeys(db)
         self.suppressions = Suppressions(db)
         self.broadcasts = Broadcasts(db)
         self.events = Events(db)

@@ -288,6 +288,17 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m050_nodes", M050_NODES),
     ("m060_retention_limits_test", M060),
     ("m070_events_webhooks", M070_EVENTS_WEBHOOKS),
+    ("m080_api_keys", """
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    channel_id TEXT REFERENCES channels(id),
+    name TEXT NOT NULL DEFAULT '',
+    created_at DOUBLE PRECISION NOT NULL,
+    last_used_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION
+)"""),
 ]
 
 

@@ -298,6 +298,23 @@ def m070_events_webhooks(db: UtilsDatabase) -> None:
     """)
 
 
+@migrations()
+def m080_api_keys(db: UtilsDatabase) -> None:
+    """HTTP send API keys (SPEC §11): the id finds the row, the secret only as a hash."""
+    _run(db, """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        channel_id TEXT REFERENCES channels(id),
+        name TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        last_used_at REAL,
+        revoked_at REAL
+    ) STRICT
+    """)
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations on ``conn``; returns the names applied."""
     db = UtilsDatabase(conn)
