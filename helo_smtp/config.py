@@ -13,6 +13,7 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ def _s(default: Any, help: str) -> Any:
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def _t(section: Callable[[], Any], help: str) -> Any:
+    """Declare a table of settings (a section): its class and a one-line help."""
+    return field(default_factory=section, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,8 @@ def _broadcast_pool() -> PoolConfig:
 
 @dataclass(frozen=True)
 class PoolsConfig:
-    transactional: PoolConfig = field(default_factory=PoolConfig,
-                                      metadata={"help": "pool for transactional mail"})
-    broadcast: PoolConfig = field(default_factory=_broadcast_pool,
-                                  metadata={"help": "pool for broadcast mail"})
+    transactional: PoolConfig = _t(PoolConfig, "pool for transactional mail")
+    broadcast: PoolConfig = _t(_broadcast_pool, "pool for broadcast mail")
 
 
 @dataclass(frozen=True)
@@ -241,28 +245,22 @@ def _default_listeners() -> list[ListenerConfig]:
 
 @dataclass(frozen=True)
 class Config:
-    server: ServerConfig = field(default_factory=ServerConfig, metadata={"help": "the relay"})
-    tls: TLSConfig = field(default_factory=TLSConfig, metadata={"help": "inbound TLS"})
+    server: ServerConfig = _t(ServerConfig, "the relay")
+    tls: TLSConfig = _t(TLSConfig, "inbound TLS")
     listeners: list[ListenerConfig] = field(default_factory=_default_listeners,
                                             metadata={"help": "SMTP listeners"})
-    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": "inbound limits"})
-    dns: DNSConfig = field(default_factory=DNSConfig,
-                           metadata={"help": "resolver for MX and checks"})
-    delivery: DeliveryConfig = field(default_factory=DeliveryConfig,
-                                     metadata={"help": "outbound delivery"})
-    pools: PoolsConfig = field(default_factory=PoolsConfig, metadata={"help": "IP pools"})
-    http: HTTPConfig = field(default_factory=HTTPConfig, metadata={"help": "HTTP side"})
-    api: APIConfig = field(default_factory=APIConfig, metadata={"help": "HTTP send API"})
-    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "logs"})
-    dev: DevConfig = field(default_factory=DevConfig,
-                           metadata={"help": "local development (dev inbox)"})
-    retention: RetentionConfig = field(default_factory=RetentionConfig,
-                                       metadata={"help": "how long mail is kept"})
-    events: EventsConfig = field(default_factory=EventsConfig, metadata={"help": "event log"})
-    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig,
-                                     metadata={"help": "webhook delivery"})
-    bounces: BouncesConfig = field(default_factory=BouncesConfig,
-                                   metadata={"help": "return path and bounce intake"})
+    limits: LimitsConfig = _t(LimitsConfig, "inbound limits")
+    dns: DNSConfig = _t(DNSConfig, "resolver for MX and checks")
+    delivery: DeliveryConfig = _t(DeliveryConfig, "outbound delivery")
+    pools: PoolsConfig = _t(PoolsConfig, "IP pools")
+    http: HTTPConfig = _t(HTTPConfig, "HTTP side")
+    api: APIConfig = _t(APIConfig, "HTTP send API")
+    logging: LoggingConfig = _t(LoggingConfig, "logs")
+    dev: DevConfig = _t(DevConfig, "local development (dev inbox)")
+    retention: RetentionConfig = _t(RetentionConfig, "how long mail is kept")
+    events: EventsConfig = _t(EventsConfig, "event log")
+    webhooks: WebhooksConfig = _t(WebhooksConfig, "webhook delivery")
+    bounces: BouncesConfig = _t(BouncesConfig, "return path and bounce intake")
     source: str = field(default="", metadata={"help": "file this config was read from",
                                               "internal": True})
 

@@ -45,6 +45,7 @@ from helo_smtp.models import (
 from helo_smtp.store.db import dialect
 from helo_smtp.store.idempotency import EnqueueResult, claim_idempotency
 from helo_smtp.store.recent import RecentMessages
+from helo_smtp.store.status import refresh_status_in
 
 PENDING_SEND_LIMIT = 1000
 QUEUE_CHANNEL = "helo_queue"  # PostgreSQL NOTIFY channel; the payload is the mail type
@@ -226,21 +227,6 @@ def _apply_result(c: sqlite3.Connection, res: DeliveryResult, attempt: bool = Tr
     # queued -> delivered never changes Helo's status (accepted stays accepted, delayed stays
     # delayed: the deferred recipients are untouched); anything else may.
     return message_id, channel_id, not (first and res.state == RecipientState.DELIVERED)
-
-
-def refresh_status_in(c: sqlite3.Connection, message_id: str) -> None:
-    """Helo status: delayed while any recipient is deferred; failed when all are final and
-    none was delivered; accepted otherwise."""
-    counts = {r[0]: r[1] for r in c.execute(
-        "SELECT state, count(*) FROM recipients WHERE message_id = ? GROUP BY state",
-        (message_id,))}
-    if counts.get("deferred"):
-        status = "delayed"
-    elif counts.get("queued") or counts.get("delivered"):
-        status = "accepted"
-    else:
-        status = "failed"
-    c.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
 
 
 def record_in(c: sqlite3.Connection, results: Iterable[DeliveryResult]) -> None:
