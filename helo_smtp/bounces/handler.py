@@ -32,9 +32,13 @@ class BounceHandler(Handler):
 
     intake: Intake
 
-    async def _mail(self, session: Any, envelope: Any, address: str, options: list[str]
-                    ) -> str:
-        self.capacity.check()
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        return await self._guard(server, envelope, "MAIL",
+                                 self._report_sender(envelope, address, options))
+
+    async def _report_sender(self, envelope: Any, address: str, options: list[str]) -> str:
+        self.capacity.check_disk()  # a report queues nothing: only the disk can refuse it
         if address != "<>" and check_mailbox(address, envelope.smtp_utf8) is not None:
             raise errors.BadSender()
         envelope.mail_from = address

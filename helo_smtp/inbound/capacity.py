@@ -74,6 +74,11 @@ class Capacity:
         policy.check_capacity(self.free, self.server.free_space_margin_mb,
                               self.pending[mail_type], high_water(self.server, mail_type))
 
+    def check_disk(self) -> None:
+        """Free disk alone (``InsufficientStorage``): for mail that queues nothing (reports to
+        the bounces listener)."""
+        policy.check_capacity(self.free, self.server.free_space_margin_mb, 0, 1)
+
     def check_type(self, mail_type: MailType) -> None:
         """The queue mark alone (after DATA, once a ``header`` listener knows the type)."""
         policy.check_capacity(None, 0, self.pending[mail_type],

@@ -28,7 +28,8 @@ def test_test_credential_delivers_nothing_and_simulates(scenario, sinks):
     assert sc.store.queue.accounting() == {"delivered": 3, "bounced": 1}
     assert all(s.h.messages == [] for s in sinks)  # nothing reached any MTA
     assert sc.store.events.counts(mid) == {
-        "message.received": 1, "delivery.delivered": 3, "delivery.bounced": 1,
+        "message.received": 1, "recipient.accepted": 4, "delivery.delivered": 3,
+        "delivery.bounced": 1,
         "delivery.deferred": 1, "recipient.complained": 1}
     bounced = [e for e in sc.store.events.list(message_id=mid, type_="delivery.bounced")]
     assert [(e["recipient"], e["data"]["status"], e["data"]["category"]) for e in bounced] == [
@@ -92,4 +93,5 @@ def test_smtp_session_sees_the_real_reply(scenario, client_ctx):
     [msg] = sc.store.admin.messages()
     assert sc.store.queue.accounting() == {"delivered": 1}
     assert sc.store.events.counts(msg["id"]) == {
-        "message.received": 1, "delivery.deferred": 1, "delivery.delivered": 1}
+        "message.received": 1, "recipient.accepted": 1, "delivery.deferred": 1,
+        "delivery.delivered": 1}

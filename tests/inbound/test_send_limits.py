@@ -31,7 +31,8 @@ def test_hourly_limit_refuses_with_451_and_keeps_nothing(relay, client_ctx):
         assert _try(s, ["d@example.test"]) == LIMITED  # the 4th recipient-send this hour
         assert _try(s, ["e@example.test", "f@example.test"]) == LIMITED
     assert relay.store.queue.accounting() == {"queued": 3}
-    assert relay.store.events.counts() == {"message.received": 2}
+    assert relay.store.events.counts() == {"message.received": 2,
+                                             "recipient.accepted": 3}
     [hour, day] = relay.store.limits.usage(ch.id)
     assert (hour.period, hour.limit, hour.used) == ("hour", 3, 3)
     assert (day.period, day.limit, day.used) == ("day", None, 0)

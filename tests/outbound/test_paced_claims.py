@@ -41,7 +41,8 @@ def test_a_domain_paced_drain_claims_each_row_once_and_gives_none_back(rig_facto
     assert (claimed, released) == (10, 0)
     assert not log.kv("held_back")
     assert {r["attempts"] for mid in ids for r in rig.store.admin.recipients(mid)} == {1}
-    assert rig.store.events.counts() == {"message.received": 10, "delivery.delivered": 10}
+    assert rig.store.events.counts() == {"message.received": 10, "recipient.accepted": 10,
+                                             "delivery.delivered": 10}
     assert_accounting(rig.store)
 
 

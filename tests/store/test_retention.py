@@ -68,7 +68,7 @@ def test_bodies_then_metadata_never_live_mail(store):
     dry = store.retention.run(30, 90, batch=2, dry_run=True, now=now)
     assert (dry.dry_run, dry.bodies, dry.body_bytes, dry.messages) == (
         True, 2, 2 * len(BODY), 1)
-    assert dry.rows == {"attempts": 2, "events": 3, "engagement": 0, "idempotency_keys": 0,
+    assert dry.rows == {"attempts": 2, "events": 5, "engagement": 0, "idempotency_keys": 0,
                         "recipients": 2, "messages": 1}
     assert _raw(store, old) == BODY and _raw(store, body) == BODY  # nothing changed
 
@@ -80,7 +80,7 @@ def test_bodies_then_metadata_never_live_mail(store):
     assert _raw(store, body) == b""  # body gone, history kept
     assert store.db.read(lambda c: c.execute(
         "SELECT body_purged_at FROM messages WHERE id = ?", (body,)).fetchone()[0]) == now
-    assert _rows(store, "events", body) == 2 and _rows(store, "attempts", body) == 1
+    assert _rows(store, "events", body) == 3 and _rows(store, "attempts", body) == 1
     for mid in (late, live, held):
         assert _raw(store, mid) == BODY
     again = store.retention.run(30, 90, batch=2, now=now)
